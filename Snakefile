@@ -1,0 +1,28 @@
+# atlas-forge: the Atlas-Chat recipe as a build. This file is the table of contents;
+# each phase lives in rules/<phase>.smk and its logic in src/atlas_forge/.
+# Phase targets: snakemake --cores all <phase>   (ingest split instruct translate filter
+#                mixture base_model sft evaluate report)
+
+configfile: "params.yaml"
+
+
+include: "rules/common.smk"
+
+
+rule all:
+    input:
+        "results/scores.json",
+        "results/report.md",
+        "plots/scores.png",
+
+
+include: "rules/ingest.smk"
+include: "rules/split.smk"
+include: "rules/instruct.smk"
+include: "rules/translate.smk"
+include: "rules/filter.smk"
+include: "rules/mixture.smk"
+include: "rules/base_model.smk"
+include: "rules/sft.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"

@@ -1,0 +1,18 @@
+# Tiny default: tokenizer + Gemma 2 trained here on Darija text that never reaches a benchmark set.
+rule base_model:
+    input:
+        text=expand("data/interim/ingested/{source}.parquet", source=RAW)
+        + expand("data/interim/split/{source}/train.parquet", source=NATIVE),
+        code=code("modeling/__init__.py", "modeling/base_model.py", "modeling/chat_template.py"),
+    output:
+        directory("models/base"),
+    params:
+        cfg=as_json(config["base_model"]),
+    log:
+        "logs/base_model.log",
+    threads: config["base_model"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "{PY} base_model --params {params.cfg:q} --text {input.text} --out {output} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,45 @@
+# Config validation (once, at the edge) and the helpers every rule file uses.
+import json
+
+from snakemake.utils import validate
+
+
+validate(config, "schemas/params.schema.yaml")
+
+PY = "python -m atlas_forge"
+SOURCES = {s["id"]: s for s in config["ingest"]["sources"]}
+# benchmark sets come from native sources (DarijaBench way) and from eval-only sources
+SPLIT_SOURCES = [s for s, c in SOURCES.items() if c["role"] in ("native", "eval")]
+NATIVE = [s for s, c in SOURCES.items() if c["role"] == "native"]
+CHAT = [s for s, c in SOURCES.items() if c["role"] == "chat"]
+RAW = [s for s, c in SOURCES.items() if c["role"] == "raw"]
+TRAIN_SOURCES = NATIVE + CHAT
+MODELS = list(config["evaluate"]["models"])
+TASKS = {t["name"]: t for t in config["evaluate"]["tasks"]}
+MODEL_DIRS = {"base": "models/base", "sft": "models/sft/merged"}
+
+
+wildcard_constraints:
+    source="[A-Za-z0-9_.-]+",
+    model="|".join(MODELS) or "base",
+    task="[A-Za-z0-9_.-]+",
+
+
+def as_json(obj):
+    """Params reach phases as one canonical JSON blob: sorted keys, so equal values compare equal."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+
+
+def code(*modules):
+    """The phase's own modules as inputs, so editing them reruns exactly that phase."""
+    return [f"src/atlas_forge/{m}" for m in ("records.py", "io.py", *modules)]
+
+
+def bench_sets(wildcards=None):
+    return expand("data/interim/split/{source}/bench.parquet", source=SPLIT_SOURCES)
+
+
+def training_table(wildcards):
+    if SOURCES[wildcards.source]["role"] == "chat":
+        return f"data/interim/translated/{wildcards.source}.parquet"
+    return f"data/interim/instructions/{wildcards.source}.parquet"

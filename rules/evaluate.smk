@@ -1,0 +1,25 @@
+rule evaluate_task:
+    input:
+        model=lambda w: MODEL_DIRS[w.model],
+        data=lambda w: expand("data/interim/split/{source}/bench.parquet", source=TASKS[w.task]["sources"]),
+        code=code("evaluate/__init__.py", "evaluate/families.py", "evaluate/metrics.py"),
+    output:
+        scores="results/{model}/{task}.json",
+        samples="results/{model}/{task}.samples.jsonl",
+    params:
+        task=lambda w: as_json(TASKS[w.task]),
+        batch_size=config["evaluate"]["batch_size"],
+    log:
+        "logs/evaluate/{model}/{task}.log",
+    threads: config["evaluate"]["threads"]
+    resources:
+        mem_mb=4000,
+    shell:
+        "{PY} evaluate --task {params.task:q} --batch-size {params.batch_size} --model {input.model} "
+        "--model-name {wildcards.model} --data {input.data} --out {output.scores} --samples {output.samples} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        expand("results/{model}/{task}.json", model=MODELS, task=TASKS),

@@ -1,0 +1,21 @@
+rule filter_source:
+    input:
+        table=training_table,
+        bench=bench_sets,
+        code=code("filters/__init__.py"),
+    output:
+        table="data/interim/filtered/{source}.parquet",
+        rejects="data/reports/rejects/filter/{source}.parquet",
+    params:
+        cfg=as_json(config["filter"]),
+    log:
+        "logs/filter/{source}.log",
+    resources:
+        mem_mb=2000,
+    shell:
+        "{PY} filter --params {params.cfg:q} --input {input.table} --bench {input.bench} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
+
+
+rule filter:
+    input:
+        expand("data/interim/filtered/{source}.parquet", source=TRAIN_SOURCES),

@@ -1,0 +1,20 @@
+rule ingest_source:
+    input:
+        data=lambda w: SOURCES[w.source]["path"] if SOURCES[w.source]["kind"] != "hf" else [],
+        code=code("ingest.py", "sources/__init__.py"),
+    output:
+        table="data/interim/ingested/{source}.parquet",
+        rejects="data/reports/rejects/ingest/{source}.parquet",
+    params:
+        source=lambda w: as_json(SOURCES[w.source]),
+    log:
+        "logs/ingest/{source}.log",
+    resources:
+        mem_mb=2000,
+    shell:
+        "{PY} ingest --source {params.source:q} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
+
+
+rule ingest:
+    input:
+        expand("data/interim/ingested/{source}.parquet", source=SOURCES),

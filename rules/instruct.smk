@@ -1,0 +1,19 @@
+rule instruct_source:
+    input:
+        train="data/interim/split/{source}/train.parquet",
+        code=code("instruct/__init__.py", "instruct/templates.py"),
+    output:
+        "data/interim/instructions/{source}.parquet",
+    params:
+        cfg=as_json(config["instruct"]),
+    log:
+        "logs/instruct/{source}.log",
+    resources:
+        mem_mb=1000,
+    shell:
+        "{PY} instruct --params {params.cfg:q} --input {input.train} --out {output} > {log} 2>&1"
+
+
+rule instruct:
+    input:
+        expand("data/interim/instructions/{source}.parquet", source=NATIVE),

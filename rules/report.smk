@@ -1,0 +1,17 @@
+rule report:
+    input:
+        results=expand("results/{model}/{task}.json", model=MODELS, task=TASKS),
+        code=code("report.py"),
+    output:
+        scores="results/scores.json",
+        report="results/report.md",
+        plot="plots/scores.png",
+    params:
+        cfg=as_json(config["report"]),
+    log:
+        "logs/report.log",
+    resources:
+        mem_mb=1000,
+    shell:
+        "{PY} report --params {params.cfg:q} --results {input.results} --scores {output.scores} "
+        "--report {output.report} --plot {output.plot} > {log} 2>&1"

@@ -1,0 +1,29 @@
+# Checkpoints live in models/sft/checkpoints, which is not an output: Snakemake removes the outputs
+# of a failed job, and an interrupted run must keep its checkpoints to resume from them.
+rule sft:
+    input:
+        base="models/base",
+        train="data/processed/mixture/train.parquet",
+        test="data/processed/mixture/test.parquet",
+        code=code("modeling/__init__.py", "modeling/sft.py", "modeling/chat_template.py"),
+    output:
+        adapter=directory("models/sft/adapter"),
+        merged=directory("models/sft/merged"),
+        card="models/sft/README.md",
+        metrics="metrics/train.json",
+        loss="metrics/loss.tsv",
+        plot="plots/loss.png",
+    params:
+        cfg=as_json(config["sft"]),
+        checkpoints="models/sft/checkpoints",
+    log:
+        "logs/sft.log",
+    threads: config["sft"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpus=0,
+    shell:
+        "{PY} sft --params {params.cfg:q} --base {input.base} --train {input.train} --test {input.test} "
+        "--adapter {output.adapter} --merged {output.merged} --card {output.card} --checkpoints {params.checkpoints} "
+        "--metrics {output.metrics} --loss {output.loss} --plot {output.plot} --threads {threads} > {log} 2>&1"

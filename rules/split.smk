@@ -1,0 +1,24 @@
+rule split_source:
+    input:
+        table="data/interim/ingested/{source}.parquet",
+        code=code("split.py"),
+    output:
+        train="data/interim/split/{source}/train.parquet",
+        bench="data/interim/split/{source}/bench.parquet",
+    params:
+        cfg=lambda w: as_json(
+            {**config["split"], "bench_fraction": 1.0}
+            if SOURCES[w.source]["role"] == "eval"
+            else config["split"]
+        ),
+    log:
+        "logs/split/{source}.log",
+    resources:
+        mem_mb=1000,
+    shell:
+        "{PY} split --params {params.cfg:q} --input {input.table} --train {output.train} --bench {output.bench} > {log} 2>&1"
+
+
+rule split:
+    input:
+        expand("data/interim/split/{source}/{part}.parquet", source=SPLIT_SOURCES, part=["train", "bench"]),

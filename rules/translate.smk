@@ -1,0 +1,23 @@
+# The translation cache (translate.cache_dir) is deliberately not an output: Snakemake deletes
+# the outputs of a failed job, and a cache must survive a crash so the rerun translates only the rest.
+rule translate_source:
+    input:
+        table="data/interim/ingested/{source}.parquet",
+        seed_caches=config["translate"]["seed_caches"],
+        code=code("translate/__init__.py", "translate/backends.py", "translate/cache.py"),
+    output:
+        table="data/interim/translated/{source}.parquet",
+        rejects="data/reports/rejects/translate/{source}.parquet",
+    params:
+        cfg=as_json(config["translate"]),
+    log:
+        "logs/translate/{source}.log",
+    resources:
+        mem_mb=2000,
+    shell:
+        "{PY} translate --params {params.cfg:q} --input {input.table} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
+
+
+rule translate:
+    input:
+        expand("data/interim/translated/{source}.parquet", source=CHAT),

@@ -1,0 +1,3 @@
+from atlas_forge.cli import main
+
+raise SystemExit(main())
