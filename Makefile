@@ -1,0 +1,41 @@
+# Two commands: `make pipeline` (build everything) and `make test` (the whole suite).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CORES  ?= all
+# the venv first on PATH: rules call `python -m atlas_forge`, whatever shell Snakemake starts
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export DVC_NO_ANALYTICS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install pipeline test lint clean dry-run corpora
+
+# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU build; unpinned it would pull CUDA (GBs)
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+pipeline: install
+	$(PY) -m snakemake --cores $(CORES)
+
+corpora: install
+	$(PY) -m snakemake --cores $(CORES) --configfile configs/corpora.yaml mixture
+
+dry-run: install
+	$(PY) -m snakemake -n --cores $(CORES)
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check src tests bench
+	$(PY) -m snakemake --lint
+
+clean:
+	rm -rf data/interim data/processed data/reports data/cache models results plots metrics logs .snakemake

@@ -1,0 +1,261 @@
+"""Phase `base_model`: build the tiny default (tokenizer + Gemma 2 + short continued pre-training) or
+fetch a pretrained model (Hugging Face id or local path, pinned revision), and save it to --out.
+
+Output folder: safetensors weights, tokenizer (with the chat template), `base_model.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from atlas_forge import config, io
+from atlas_forge.modeling import atomic_dir, files_sha256
+from atlas_forge.modeling.chat_template import BOS, CHAT_TEMPLATE, END_OF_TURN, EOS, PAD, START_OF_TURN
+
+log = logging.getLogger(__name__)
+PHASE = "base_model"
+
+
+@dataclass(frozen=True)
+class TokenizerParams:
+    vocab_size: int = 2048
+    min_frequency: int = 2
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int = 32
+    max_position_embeddings: int = 512
+    sliding_window: int = 256
+
+
+@dataclass(frozen=True)
+class PretrainParams:
+    steps: int = 150
+    batch_size: int = 16
+    max_length: int = 128
+    learning_rate: float = 2e-3
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class BaseModelParams:
+    kind: Literal["tiny", "pretrained"] = "tiny"
+    name_or_path: str = ""
+    revision: str = ""
+    seed: int = 1234
+    tokenizer: TokenizerParams = field(default_factory=TokenizerParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
+    threads: int = 1
+
+    def validate(self, section: str) -> None:
+        if self.kind == "pretrained" and not self.name_or_path:
+            raise config.ConfigError(f"{section}.name_or_path: required when kind is 'pretrained'")
+        if self.model.num_attention_heads % self.model.num_key_value_heads:
+            raise config.ConfigError(
+                f"{section}.model.num_key_value_heads: must divide num_attention_heads"
+            )
+
+
+def load_texts(paths: list[str]) -> list[str]:
+    """Every non-empty message content of the canonical tables, in file and row order."""
+    df = io.read_tables(paths, PHASE)
+    texts: list[str] = []
+    for messages in df["messages"].to_list():
+        for m in messages or []:
+            content = (m.get("content") or "").strip()
+            if content:
+                texts.append(content)
+    return texts
+
+
+def build_tiny_model(params: BaseModelParams, tokenizer):
+    import torch
+    from transformers import Gemma2Config, Gemma2ForCausalLM, GenerationConfig
+
+    m = params.model
+    ids = tokenizer.convert_tokens_to_ids
+    cfg = Gemma2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=m.hidden_size,
+        intermediate_size=m.intermediate_size,
+        num_hidden_layers=m.num_hidden_layers,
+        num_attention_heads=m.num_attention_heads,
+        num_key_value_heads=m.num_key_value_heads,
+        head_dim=m.head_dim,
+        max_position_embeddings=m.max_position_embeddings,
+        sliding_window=m.sliding_window,
+        pad_token_id=ids(PAD),
+        bos_token_id=ids(BOS),
+        eos_token_id=[ids(EOS), ids(END_OF_TURN)],
+        attn_implementation="eager",
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(params.seed)
+    model = Gemma2ForCausalLM(cfg)
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids(BOS), eos_token_id=[ids(EOS), ids(END_OF_TURN)], pad_token_id=ids(PAD)
+    )
+    return model
+
+
+def pack_blocks(texts: list[str], tokenizer, max_length: int) -> list[list[int]]:
+    """Tokenize `<bos> text <eos>` per text, concatenate, cut into blocks of max_length."""
+    bos, eos = tokenizer.convert_tokens_to_ids([BOS, EOS])
+    stream: list[int] = []
+    for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        stream.extend([bos, *enc, eos])
+    blocks = [stream[i : i + max_length] for i in range(0, len(stream) - max_length + 1, max_length)]
+    if not blocks and stream:
+        blocks = [stream]
+    return blocks
+
+
+def pretrain(model, tokenizer, texts: list[str], params: BaseModelParams) -> dict[str, Any]:
+    """A short continued pre-training: plain causal-LM loop, AdamW, warmup + cosine, seeded batches."""
+    import torch
+
+    p = params.pretrain
+    if p.steps <= 0 or not texts:
+        return {"steps": 0, "loss_start": None, "loss_end": None, "tokens": 0}
+    blocks = torch.tensor(pack_blocks(texts, tokenizer, p.max_length), dtype=torch.long)
+    gen = torch.Generator().manual_seed(params.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < p.warmup_steps:
+            return (step + 1) / p.warmup_steps
+        progress = (step - p.warmup_steps) / max(1, p.steps - p.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    losses: list[float] = []
+    tokens = 0
+    t0 = time.perf_counter()
+    for step in range(p.steps):
+        idx = torch.randint(len(blocks), (min(p.batch_size, len(blocks)),), generator=gen)
+        batch = blocks[idx]
+        out = model(input_ids=batch, labels=batch)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(out.loss.item())
+        tokens += batch.numel()
+        if step % 25 == 0 or step == p.steps - 1:
+            log.info("pretrain step %d/%d loss %.4f", step + 1, p.steps, losses[-1])
+    model.eval()
+    window = max(1, min(10, len(losses) // 5))
+    return {
+        "steps": p.steps,
+        "blocks": len(blocks),
+        "tokens": tokens,
+        "loss_start": sum(losses[:window]) / window,
+        "loss_end": sum(losses[-window:]) / window,
+        "loss_first_step": losses[0],
+        "loss_last_step": losses[-1],
+        "runtime_s": round(time.perf_counter() - t0, 2),
+    }
+
+
+def build_tiny(params: BaseModelParams, text_paths: list[str], out: str | Path) -> dict[str, Any]:
+    from atlas_forge.modeling.tokenizer import train_tokenizer
+
+    texts = load_texts(text_paths)
+    if not texts:
+        raise ValueError(f"no text to train the tiny model on in {text_paths or '(no --text tables)'}")
+    log.info("training a %d-token BPE on %d texts", params.tokenizer.vocab_size, len(texts))
+    tokenizer = train_tokenizer(texts, params.tokenizer.vocab_size, params.tokenizer.min_frequency)
+    model = build_tiny_model(params, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("Gemma 2 with %d parameters, vocabulary %d", n_params, len(tokenizer))
+    stats = pretrain(model, tokenizer, texts, params)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        info = {
+            "kind": "tiny",
+            "name_or_path": f"atlas-forge/tiny-gemma2-{n_params}",
+            "revision": "",
+            "params": dataclasses.asdict(params),
+            "parameters": n_params,
+            "vocab_size": len(tokenizer),
+            "pretrain": stats,
+            "pretrain_loss_start": stats["loss_start"],
+            "pretrain_loss_end": stats["loss_end"],
+            "texts": len(texts),
+            "text_sha256": files_sha256(text_paths),
+            "text_files": list(text_paths),
+        }
+        io.write_json(info, Path(tmp) / "base_model.json")
+    return info
+
+
+def fetch_pretrained(params: BaseModelParams, out: str | Path) -> dict[str, Any]:
+    """Load a Hugging Face id or local folder (pinned revision, no remote code) and save it to `out`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    revision = params.revision or None
+    tokenizer = AutoTokenizer.from_pretrained(params.name_or_path, revision=revision, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(
+        params.name_or_path, revision=revision, trust_remote_code=False, dtype="auto",
+        attn_implementation="eager",
+    )
+    vocab = tokenizer.get_vocab()
+    template = "kept"
+    if START_OF_TURN in vocab and END_OF_TURN in vocab:
+        # Gemma-format model: our template renders the same text and adds the generation markers
+        tokenizer.chat_template = CHAT_TEMPLATE
+        template = "atlas-forge gemma (with generation markers)"
+    n_params = sum(p.numel() for p in model.parameters())
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        info = {
+            "kind": "pretrained",
+            "name_or_path": params.name_or_path,
+            "revision": params.revision,
+            "params": dataclasses.asdict(params),
+            "parameters": n_params,
+            "vocab_size": len(tokenizer),
+            "chat_template": template,
+            "pretrain_loss_start": None,
+            "pretrain_loss_end": None,
+            "text_sha256": None,
+        }
+        io.write_json(info, Path(tmp) / "base_model.json")
+    return info
+
+
+def run(params: BaseModelParams, text_paths: list[str], out: str | Path, threads: int = 1) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    t0 = time.perf_counter()
+    if params.kind == "tiny":
+        info = build_tiny(params, text_paths, out)
+    else:
+        info = fetch_pretrained(params, out)
+    log.info("base model (%s, %d parameters) saved to %s in %.1f s", params.kind, info["parameters"], out,
+             time.perf_counter() - t0)
+    return info
+
+
+def run_cli(args) -> None:
+    params = config.parse(BaseModelParams, args.params, PHASE)
+    run(params, list(args.text), args.out, threads=args.threads)
