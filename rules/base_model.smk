@@ -14,5 +14,7 @@ rule base_model:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../envs/atlas-forge.yaml"
     shell:
-        "{PY} base_model --params {params.cfg:q} --text {input.text} --out {output} --threads {threads} > {log} 2>&1"
+        "python -m atlas_forge base_model --params {params.cfg:q} --text {input.text} --out {output} --threads {threads} > {log} 2>&1"

@@ -6,7 +6,6 @@ from snakemake.utils import validate
 
 validate(config, "schemas/params.schema.yaml")
 
-PY = "python -m atlas_forge"
 SOURCES = {s["id"]: s for s in config["ingest"]["sources"]}
 # benchmark sets come from native sources (DarijaBench way) and from eval-only sources
 SPLIT_SOURCES = [s for s, c in SOURCES.items() if c["role"] in ("native", "eval")]

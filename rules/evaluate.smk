@@ -14,8 +14,10 @@ rule evaluate_task:
     threads: config["evaluate"]["threads"]
     resources:
         mem_mb=4000,
+    conda:
+        "../envs/atlas-forge.yaml"
     shell:
-        "{PY} evaluate --task {params.task:q} --batch-size {params.batch_size} --model {input.model} "
+        "python -m atlas_forge evaluate --task {params.task:q} --batch-size {params.batch_size} --model {input.model} "
         "--model-name {wildcards.model} --data {input.data} --out {output.scores} --samples {output.samples} "
         "--threads {threads} > {log} 2>&1"
 

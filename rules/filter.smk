@@ -12,8 +12,10 @@ rule filter_source:
         "logs/filter/{source}.log",
     resources:
         mem_mb=2000,
+    conda:
+        "../envs/atlas-forge.yaml"
     shell:
-        "{PY} filter --params {params.cfg:q} --input {input.table} --bench {input.bench} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
+        "python -m atlas_forge filter --params {params.cfg:q} --input {input.table} --bench {input.bench} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
 
 
 rule filter:

@@ -11,8 +11,10 @@ rule ingest_source:
         "logs/ingest/{source}.log",
     resources:
         mem_mb=2000,
+    conda:
+        "../envs/atlas-forge.yaml"
     shell:
-        "{PY} ingest --source {params.source:q} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
+        "python -m atlas_forge ingest --source {params.source:q} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
 
 
 rule ingest:

@@ -10,8 +10,10 @@ rule instruct_source:
         "logs/instruct/{source}.log",
     resources:
         mem_mb=1000,
+    conda:
+        "../envs/atlas-forge.yaml"
     shell:
-        "{PY} instruct --params {params.cfg:q} --input {input.train} --out {output} > {log} 2>&1"
+        "python -m atlas_forge instruct --params {params.cfg:q} --input {input.train} --out {output} > {log} 2>&1"
 
 
 rule instruct:

@@ -16,6 +16,8 @@ rule mixture:
         "logs/mixture.log",
     resources:
         mem_mb=2000,
+    conda:
+        "../envs/atlas-forge.yaml"
     shell:
-        "{PY} mixture --params {params.cfg:q} --inputs {input.tables} --rejects {input.rejects} "
+        "python -m atlas_forge mixture --params {params.cfg:q} --inputs {input.tables} --rejects {input.rejects} "
         "--train {output.train} --test {output.test} --card-json {output.card_json} --card-md {output.card_md} > {log} 2>&1"

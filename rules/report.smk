@@ -12,6 +12,8 @@ rule report:
         "logs/report.log",
     resources:
         mem_mb=1000,
+    conda:
+        "../envs/atlas-forge.yaml"
     shell:
-        "{PY} report --params {params.cfg:q} --results {input.results} --scores {output.scores} "
+        "python -m atlas_forge report --params {params.cfg:q} --results {input.results} --scores {output.scores} "
         "--report {output.report} --plot {output.plot} > {log} 2>&1"

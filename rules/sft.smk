@@ -23,7 +23,9 @@ rule sft:
         mem_mb=8000,
         runtime=120,
         gpus=0,
+    conda:
+        "../envs/atlas-forge.yaml"
     shell:
-        "{PY} sft --params {params.cfg:q} --base {input.base} --train {input.train} --test {input.test} "
+        "python -m atlas_forge sft --params {params.cfg:q} --base {input.base} --train {input.train} --test {input.test} "
         "--adapter {output.adapter} --merged {output.merged} --card {output.card} --checkpoints {params.checkpoints} "
         "--metrics {output.metrics} --loss {output.loss} --plot {output.plot} --threads {threads} > {log} 2>&1"

@@ -15,8 +15,10 @@ rule split_source:
         "logs/split/{source}.log",
     resources:
         mem_mb=1000,
+    conda:
+        "../envs/atlas-forge.yaml"
     shell:
-        "{PY} split --params {params.cfg:q} --input {input.table} --train {output.train} --bench {output.bench} > {log} 2>&1"
+        "python -m atlas_forge split --params {params.cfg:q} --input {input.table} --train {output.train} --bench {output.bench} > {log} 2>&1"
 
 
 rule split:

@@ -14,8 +14,10 @@ rule translate_source:
         "logs/translate/{source}.log",
     resources:
         mem_mb=2000,
+    conda:
+        "../envs/atlas-forge.yaml"
     shell:
-        "{PY} translate --params {params.cfg:q} --input {input.table} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
+        "python -m atlas_forge translate --params {params.cfg:q} --input {input.table} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
 
 
 rule translate:

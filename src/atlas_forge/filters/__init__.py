@@ -1,0 +1,139 @@
+"""The filter phase: composable quality steps over canonical tables; every dropped row has a reason.
+
+A step is `step(df, cfg, ctx) -> (kept, rejected)`, one per module in this package, run in the order
+`filter.steps` names them. Reasons read "<step>: <what> (<row detail>)"; the report counts reasons with
+the parenthesized detail removed, so it stays small however many rows fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from atlas_forge import records
+
+log = logging.getLogger(__name__)
+PHASE = "filter"
+STEPS = ("empty", "length", "arabic_ratio", "length_ratio", "langid", "exact_dedup", "near_dedup",
+         "decontaminate")
+
+
+@dataclass(frozen=True)
+class NearDedupConfig:
+    threshold: float = 0.85
+    num_perm: int = 64
+    ngram: int = 5  # character shingles: most rows are a sentence or two, too short for word 5-grams
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class DecontaminateConfig:
+    ngram: int = 8
+    # ours: shorter texts are matched whole, but only from this many words up, or one-word sentiment
+    # labels and mcq choices would flag every row that uses the same word
+    min_words: int = 3
+
+
+@dataclass(frozen=True)
+class LangidConfig:
+    min_prob: float = 0.5
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    steps: list[str]
+    min_chars: int = 2
+    max_chars: int = 4000
+    min_arabic_ratio: float = 0.5
+    # assistant turns with fewer letters are labels or letters ("A", "ok"): too short for a ratio
+    arabic_ratio_min_letters: int = 4
+    max_length_ratio: float = 4.0
+    near_dedup: NearDedupConfig = field(default_factory=NearDedupConfig)
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+    langid: LangidConfig = field(default_factory=LangidConfig)
+
+    def validate(self, section: str) -> None:
+        from atlas_forge.config import ConfigError
+
+        for name in self.steps:
+            if name not in STEPS:
+                raise ConfigError(f"{section}.steps: unknown step '{name}' (known: {', '.join(STEPS)})")
+        if not 0 < self.min_chars <= self.max_chars:
+            raise ConfigError(f"{section}.min_chars/max_chars: need 0 < min_chars <= max_chars")
+        if self.max_length_ratio < 1:
+            raise ConfigError(f"{section}.max_length_ratio: must be >= 1")
+        if not 0 < self.near_dedup.threshold <= 1:
+            raise ConfigError(f"{section}.near_dedup.threshold: must be in (0, 1]")
+        if self.decontaminate.ngram < 1 or self.decontaminate.min_words < 1:
+            raise ConfigError(f"{section}.decontaminate: ngram and min_words must be >= 1")
+
+
+@dataclass
+class Context:
+    bench: pl.DataFrame = dataclasses.field(default_factory=records.empty)
+    cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def split(df: pl.DataFrame, bad: dict[int, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Kept rows and rejects, given {row index: reason} for the rows to drop."""
+    mask = pl.Series([i in bad for i in range(df.height)], dtype=pl.Boolean)
+    rejected = df.filter(mask)
+    reasons = pl.Series("reason", [bad[i] for i in sorted(bad)], dtype=pl.String)
+    rejected = records.reject(rejected, "", PHASE).with_columns(reasons)
+    return df.filter(~mask), rejected
+
+
+def contents(row: dict, role: str | None = None) -> list[str]:
+    return [m["content"] or "" for m in row["messages"] or [] if role is None or m["role"] == role]
+
+
+def _reason_key(reason: str) -> str:
+    return re.sub(r"\s*\(.*\)$", "", reason)
+
+
+def run_steps(
+    df: pl.DataFrame, steps: list[str], cfg: FilterConfig, bench_df: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    ctx = Context(bench=bench_df if bench_df is not None else records.empty())
+    kept, rejected_parts, report_steps = df, [], []
+    for name in steps:
+        step = importlib.import_module(f"atlas_forge.filters.{name}").step
+        n_in = kept.height
+        kept, rejected = step(kept, cfg, ctx)
+        if kept.height + rejected.height != n_in:
+            raise RuntimeError(f"filter step {name}: {n_in} rows in, {kept.height} kept + {rejected.height} rejected")
+        reasons = Counter(_reason_key(r) for r in rejected["reason"])
+        report_steps.append({"step": name, "in": n_in, "kept": kept.height, "dropped": rejected.height,
+                             "reasons": dict(sorted(reasons.items()))})
+        log.info("%s: %d in, %d kept, %d dropped %s", name, n_in, kept.height, rejected.height, dict(reasons))
+        rejected_parts.append(rejected)
+    rejected = pl.concat(rejected_parts) if rejected_parts else records.empty(rejects=True)
+    if kept.height + rejected.height != df.height:
+        raise RuntimeError(f"filter: {df.height} rows in, {kept.height} kept + {rejected.height} rejected")
+    report = {"rows_in": df.height, "rows_out": kept.height, "rows_rejected": rejected.height,
+              "steps": report_steps}
+    return kept, rejected, report
+
+
+def run_cli(args) -> None:
+    import json
+
+    from atlas_forge import io
+    from atlas_forge.config import parse
+
+    cfg = parse(FilterConfig, args.params, "filter")
+    df = io.read_table(args.input, PHASE)
+    bench = io.read_tables(args.bench or [], PHASE)
+    kept, rejected, report = run_steps(df, cfg.steps, cfg, bench)
+    io.write_table(kept, args.out, PHASE)
+    io.write_table(rejected, args.rejects, PHASE, rejects=True)
+    log.info("report %s", json.dumps(report, ensure_ascii=False, sort_keys=True))
+    if getattr(args, "report", None):
+        io.write_json(report, args.report)

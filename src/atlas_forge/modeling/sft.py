@@ -1,0 +1,336 @@
+"""Phase `sft`: LoRA supervised fine-tuning with TRL's SFTTrainer, resumable from checkpoints.
+
+Honest signal: the held-out loss on --test (assistant tokens only, the same masking as training) is
+measured on the base model before training and on the fine-tuned model after; both go to metrics.
+(LoRA's B matrices start at zero, so the adapter-wrapped model before training *is* the base model.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from atlas_forge import config, io
+from atlas_forge.modeling import atomic_dir, files_sha256
+from atlas_forge.modeling.chat_template import prepare_messages
+
+log = logging.getLogger(__name__)
+PHASE = "sft"
+RUN_FILE = "atlas_forge_run.json"  # fingerprint of the run that owns the checkpoints folder
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass(frozen=True)
+class SftParams:
+    seed: int = 1234
+    epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides epochs
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.03
+    per_device_batch_size: int = 8
+    per_device_eval_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    max_length: int = 256
+    bf16: bool = False
+    packing: bool = False
+    packing_strategy: Literal["bfd", "bfd_split", "wrapped"] = "bfd"
+    gradient_checkpointing: bool = False
+    lora: LoraParams = field(default_factory=LoraParams)
+    optimizer: str = "adamw_torch"
+    scheduler: str = "cosine"
+    save_steps: int = 50
+    save_total_limit: int = 2
+    logging_steps: int = 5
+    eval_steps: int = 0  # > 0: also evaluate on --test every eval_steps (start and end are always measured)
+    system_message: Literal["fold", "error"] = "fold"
+    threads: int = 1
+
+    def validate(self, section: str) -> None:
+        if not 0 <= self.warmup_ratio < 1:
+            raise config.ConfigError(f"{section}.warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        for key in ("per_device_batch_size", "gradient_accumulation_steps", "max_length", "save_steps",
+                    "logging_steps"):
+            if getattr(self, key) <= 0:
+                raise config.ConfigError(f"{section}.{key}: must be positive, got {getattr(self, key)}")
+
+
+def load_chats(path: str, system_message: str):
+    """A datasets.Dataset of {"messages": [...]} from a canonical table, system turns folded or rejected."""
+    from datasets import Dataset
+
+    df = io.read_table(path, PHASE)
+    rows = []
+    for rid, messages in zip(df["id"].to_list(), df["messages"].to_list(), strict=True):
+        msgs = prepare_messages(messages or [], system_message=system_message, row_id=rid)
+        if not any(m["role"] == "assistant" for m in msgs):
+            raise ValueError(f"{path}: row {rid} has no assistant message to train on")
+        rows.append({"messages": msgs})
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    return Dataset.from_list(rows)
+
+
+def fingerprint(params: SftParams, base: str, train: str, test: str) -> dict[str, Any]:
+    base_info = Path(base) / "base_model.json"
+    weights = sorted(Path(base).glob("*.safetensors"))
+    return {
+        "params": hashlib.sha256(json.dumps(dataclasses.asdict(params), sort_keys=True).encode()).hexdigest(),
+        "base": files_sha256(weights + ([base_info] if base_info.exists() else [])),
+        "data": files_sha256([train, test]),
+    }
+
+
+def prepare_checkpoints(checkpoints: str, fp: dict[str, Any]) -> str | None:
+    """Return the latest checkpoint to resume from, or None. Checkpoints of another run are removed."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt_dir = Path(checkpoints)
+    run_file = ckpt_dir / RUN_FILE
+    if ckpt_dir.exists():
+        previous = json.loads(run_file.read_text()) if run_file.exists() else None
+        if previous != fp:
+            log.warning("checkpoints in %s belong to another run (params, base or data changed): removing them",
+                        ckpt_dir)
+            shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    io.write_json(fp, run_file)
+    return get_last_checkpoint(str(ckpt_dir))
+
+
+def loss_rows(log_history: list[dict[str, Any]]) -> list[tuple[int, float | None, float | None]]:
+    by_step: dict[int, list[float | None]] = {}
+    for entry in log_history:
+        step = int(entry.get("step", 0))
+        if "loss" in entry:
+            by_step.setdefault(step, [None, None])[0] = float(entry["loss"])
+        if "eval_loss" in entry:
+            by_step.setdefault(step, [None, None])[1] = float(entry["eval_loss"])
+    return [(s, v[0], v[1]) for s, v in sorted(by_step.items())]
+
+
+def write_loss_tsv(rows, path: str) -> None:
+    def fmt(x):
+        return "" if x is None else f"{x:.6f}"
+
+    lines = ["step\tloss\teval_loss"] + [f"{s}\t{fmt(a)}\t{fmt(b)}" for s, a, b in rows]
+    io.write_text("\n".join(lines) + "\n", path)
+
+
+def plot_loss(rows, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    train = [(s, a) for s, a, _ in rows if a is not None]
+    evals = [(s, b) for s, _, b in rows if b is not None]
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals, strict=True), marker="o", label="held-out loss (assistant tokens)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with io.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def model_card(base_info: dict[str, Any], params: SftParams, metrics: dict[str, Any], train: str, test: str,
+               mixture_sha: dict[str, str]) -> str:
+    p = json.dumps(dataclasses.asdict(params), indent=2, sort_keys=True)
+    return f"""# atlas-forge SFT model
+
+LoRA supervised fine-tuning (TRL SFTTrainer, assistant-only loss) of
+`{base_info.get("name_or_path", "?")}` (revision `{base_info.get("revision") or "-"}`,
+{base_info.get("parameters", "?")} parameters, kind `{base_info.get("kind", "?")}`), following the
+Atlas-Chat recipe (arXiv 2409.17912).
+
+## Data
+
+| split | file | sha256 |
+|---|---|---|
+| train | `{train}` | `{mixture_sha["train"]}` |
+| test | `{test}` | `{mixture_sha["test"]}` |
+
+## Results
+
+| metric | value |
+|---|---|
+| held-out loss, base model | {metrics["eval_loss_base"]:.4f} |
+| held-out loss, fine-tuned | {metrics["eval_loss_sft"]:.4f} |
+| final train loss | {metrics["train_loss"]:.4f} |
+| optimizer steps | {metrics["steps"]} |
+| training tokens (non-padding) | {metrics["tokens"]} |
+| tokens/s | {metrics["tokens_per_s"]:.1f} |
+
+Held-out loss: mean cross-entropy on the assistant tokens (answer and `<end_of_turn>`) of the test split.
+
+## Parameters
+
+```json
+{p}
+```
+
+Outputs: `adapter/` (LoRA, safetensors) and `merged/` (adapter merged into the base, safetensors, tokenizer).
+"""
+
+
+def run(params: SftParams, base: str, train: str, test: str, adapter: str, merged: str, card: str,
+        checkpoints: str, metrics_path: str, loss_path: str, plot_path: str, threads: int = 1) -> dict[str, Any]:
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    torch.set_num_threads(max(1, threads))
+    base_info_path = Path(base) / "base_model.json"
+    base_info = io.read_json(base_info_path) if base_info_path.exists() else {"name_or_path": base}
+
+    train_ds = load_chats(train, params.system_message)
+    test_ds = load_chats(test, params.system_message)
+    log.info("sft: %d train rows, %d test rows", len(train_ds), len(test_ds))
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    cuda = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(
+        base, attn_implementation="eager", dtype=torch.bfloat16 if (params.bf16 and cuda) else torch.float32
+    )
+
+    fp = fingerprint(params, base, train, test)
+    resume = prepare_checkpoints(checkpoints, fp)
+
+    args = SFTConfig(
+        output_dir=checkpoints,
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps,
+        learning_rate=params.learning_rate,
+        warmup_steps=params.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        per_device_train_batch_size=params.per_device_batch_size,
+        per_device_eval_batch_size=params.per_device_eval_batch_size,
+        gradient_accumulation_steps=params.gradient_accumulation_steps,
+        max_length=params.max_length,
+        bf16=params.bf16,
+        packing=params.packing,
+        packing_strategy=params.packing_strategy,
+        gradient_checkpointing=params.gradient_checkpointing,
+        optim=params.optimizer,
+        lr_scheduler_type=params.scheduler,
+        seed=params.seed,
+        data_seed=params.seed,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=params.save_total_limit,
+        logging_steps=params.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if params.eval_steps > 0 else "no",
+        eval_steps=params.eval_steps if params.eval_steps > 0 else None,
+        assistant_only_loss=True,
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not cuda,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    peft_config = LoraConfig(
+        r=params.lora.r,
+        lora_alpha=params.lora.alpha,
+        lora_dropout=params.lora.dropout,
+        target_modules=list(params.lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+    class Progress(TrainerCallback):
+        def __init__(self):
+            self.t0 = self.tokens0 = self.step0 = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0, self.tokens0, self.step0 = time.perf_counter(), state.num_input_tokens_seen, state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs:
+                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}
+                log.info("step %d/%d %s", state.global_step, state.max_steps, shown)
+
+    progress = Progress()
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=test_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[progress],
+    )
+
+    eval_base = trainer.evaluate(metric_key_prefix="eval")["eval_loss"]
+    log.info("held-out loss of the base model: %.4f", eval_base)
+    if resume:
+        log.info("resuming from checkpoint %s", Path(resume).name)
+    out = trainer.train(resume_from_checkpoint=resume)
+    eval_sft = trainer.evaluate(metric_key_prefix="eval")["eval_loss"]
+    log.info("held-out loss of the fine-tuned model: %.4f (base %.4f)", eval_sft, eval_base)
+
+    state = trainer.state
+    runtime = time.perf_counter() - progress.t0
+    tokens_run = state.num_input_tokens_seen - (progress.tokens0 or 0)
+    rows = loss_rows(state.log_history)
+    train_losses = [a for _, a, _ in rows if a is not None]
+    metrics = {
+        "train_loss": float(out.training_loss),
+        "train_loss_last": train_losses[-1] if train_losses else None,
+        "eval_loss_base": float(eval_base),
+        "eval_loss_sft": float(eval_sft),
+        "steps": int(state.global_step),
+        "steps_this_run": int(state.global_step - (progress.step0 or 0)),
+        "resumed_from": Path(resume).name if resume else None,
+        "tokens": int(state.num_input_tokens_seen),
+        "train_runtime_s": round(runtime, 2),
+        "tokens_per_s": round(tokens_run / runtime, 1) if runtime > 0 else 0.0,
+        "train_rows": len(train_ds),
+        "test_rows": len(test_ds),
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "device": "cuda" if cuda else "cpu",
+    }
+
+    with atomic_dir(adapter) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    merged_model = trainer.model.merge_and_unload()
+    with atomic_dir(merged) as tmp:
+        merged_model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    mixture_sha = {"train": files_sha256([train]), "test": files_sha256([test])}
+    write_loss_tsv(rows, loss_path)
+    plot_loss(rows, plot_path, f"LoRA SFT of {base_info.get('name_or_path', base)}")
+    io.write_text(model_card(base_info, params, metrics, train, test, mixture_sha), card)
+    io.write_json(metrics, metrics_path)
+    log.info("sft done: %s", json.dumps(metrics))
+    return metrics
+
+
+def run_cli(args) -> None:
+    params = config.parse(SftParams, args.params, PHASE)
+    run(params, args.base, args.train, args.test, args.adapter, args.merged, args.card, args.checkpoints,
+        args.metrics, args.loss, args.plot, threads=args.threads)

@@ -1,0 +1,63 @@
+"""The workflow itself: lint-clean, config validated at the edge, overlays plan, CLI help is fast."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import CORPORA, ROOT
+
+
+def _smk(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_lint_clean():
+    run = _smk("--lint")
+    assert run.returncode == 0 and "Congratulations" in run.stdout + run.stderr, run.stdout[-3000:]
+
+
+@pytest.mark.parametrize("overlay", ["paper-gemma2-2b", "paper-gemma2-9b", "paper-gemma2-27b"])
+def test_paper_configs_plan(overlay):
+    run = _smk("-n", "--cores", "1", "--configfile", f"configs/{overlay}.yaml")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "sft" in run.stdout
+
+
+@pytest.mark.skipif(not CORPORA.exists(), reason="../shared/corpora not present")
+def test_corpora_config_plans_every_corpus():
+    run = _smk("-n", "--cores", "1", "--configfile", "configs/corpora.yaml", "mixture")
+    assert run.returncode == 0, run.stderr[-3000:]
+    for source in ("doda_sentences", "nllb_seed", "marsum", "mac", "myc", "msac", "elecmorocco2016", "omcd",
+                   "qadi_ma"):
+        assert f"source={source}" in run.stdout, source
+
+
+def test_invalid_params_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sft:\n  lora: {r: 'sixteen'}\n")
+    run = _smk("-n", "--cores", "1", "--configfile", str(bad))
+    assert run.returncode != 0
+    out = run.stdout + run.stderr
+    assert "['sft']['lora']['r']" in out and "sixteen" in out, out[-2000:]
+
+
+def test_cli_help_is_fast_and_lists_phases():
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "atlas_forge", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0
+    for phase in ("ingest", "split", "instruct", "translate", "filter", "mixture", "base_model", "sft",
+                  "evaluate", "report"):
+        assert phase in run.stdout
+    assert time.perf_counter() - start < 5, "heavy imports leaked into the CLI's import path"
+
+
+def test_cli_bad_json_is_a_clear_error():
+    run = subprocess.run([sys.executable, "-m", "atlas_forge", "split", "--params", "{bad", "--input", "a",
+                          "--train", "b", "--bench", "c"], capture_output=True, text=True)
+    assert run.returncode == 2 and "not valid JSON" in run.stderr
