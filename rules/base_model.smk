@@ -3,7 +3,7 @@ rule base_model:
     input:
         text=expand("data/interim/ingested/{source}.parquet", source=RAW)
         + expand("data/interim/split/{source}/train.parquet", source=NATIVE),
-        code=code("modeling/__init__.py", "modeling/base_model.py", "modeling/chat_template.py"),
+        code=code("modeling/__init__.py", "modeling/base_model.py", "modeling/tokenizer.py", "modeling/chat_template.py"),
     output:
         directory("models/base"),
     params:

@@ -1,4 +1,5 @@
 # Config validation (once, at the edge) and the helpers every rule file uses.
+import glob
 import json
 
 from snakemake.utils import validate
@@ -25,13 +26,25 @@ wildcard_constraints:
 
 
 def as_json(obj):
-    """Params reach phases as one canonical JSON blob: sorted keys, so equal values compare equal."""
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+    """Params reach phases as one JSON blob, so a changed value reruns exactly its dependants."""
+    # key order is kept: it carries meaning (a source's label order becomes its A/B/C order)
+    return json.dumps(obj, ensure_ascii=False)
 
 
 def code(*modules):
     """The phase's own modules as inputs, so editing them reruns exactly that phase."""
-    return [f"src/atlas_forge/{m}" for m in ("records.py", "io.py", *modules)]
+    return sorted(
+        {f for m in ("records.py", "io.py", *modules) for f in glob.glob(f"src/atlas_forge/{m}")}
+    )
+
+
+def source_files(wildcards):
+    """A source's files (a path may be a glob); a Hub dataset has none."""
+    src = SOURCES[wildcards.source]
+    if src["kind"] == "hf":
+        return []
+    files = sorted(glob.glob(src["path"]))
+    return files or [src["path"]]  # a missing path stays visible as a MissingInputException
 
 
 def bench_sets(wildcards=None):

@@ -2,7 +2,7 @@ rule evaluate_task:
     input:
         model=lambda w: MODEL_DIRS[w.model],
         data=lambda w: expand("data/interim/split/{source}/bench.parquet", source=TASKS[w.task]["sources"]),
-        code=code("evaluate/__init__.py", "evaluate/families.py", "evaluate/metrics.py"),
+        code=code("evaluate/*.py", "textnorm.py"),
     output:
         scores="results/{model}/{task}.json",
         samples="results/{model}/{task}.samples.jsonl",

@@ -2,7 +2,7 @@ rule filter_source:
     input:
         table=training_table,
         bench=bench_sets,
-        code=code("filters/__init__.py"),
+        code=code("filters/*.py", "textnorm.py"),
     output:
         table="data/interim/filtered/{source}.parquet",
         rejects="data/reports/rejects/filter/{source}.parquet",

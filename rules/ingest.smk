@@ -1,7 +1,7 @@
 rule ingest_source:
     input:
-        data=lambda w: SOURCES[w.source]["path"] if SOURCES[w.source]["kind"] != "hf" else [],
-        code=code("ingest.py", "sources/__init__.py"),
+        data=source_files,
+        code=code("ingest.py", "sources/*.py"),
     output:
         table="data/interim/ingested/{source}.parquet",
         rejects="data/reports/rejects/ingest/{source}.parquet",

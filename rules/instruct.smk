@@ -1,9 +1,10 @@
 rule instruct_source:
     input:
         train="data/interim/split/{source}/train.parquet",
-        code=code("instruct/__init__.py", "instruct/templates.py"),
+        code=code("instruct/*.py"),
     output:
-        "data/interim/instructions/{source}.parquet",
+        table="data/interim/instructions/{source}.parquet",
+        rejects="data/reports/rejects/instruct/{source}.parquet",
     params:
         cfg=as_json(config["instruct"]),
     log:
@@ -13,7 +14,7 @@ rule instruct_source:
     conda:
         "../envs/atlas-forge.yaml"
     shell:
-        "python -m atlas_forge instruct --params {params.cfg:q} --input {input.train} --out {output} > {log} 2>&1"
+        "python -m atlas_forge instruct --params {params.cfg:q} --input {input.train} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
 
 
 rule instruct:

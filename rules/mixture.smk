@@ -3,6 +3,7 @@ rule mixture:
         tables=expand("data/interim/filtered/{source}.parquet", source=TRAIN_SOURCES),
         rejects=expand("data/reports/rejects/filter/{source}.parquet", source=TRAIN_SOURCES)
         + expand("data/reports/rejects/ingest/{source}.parquet", source=SOURCES)
+        + expand("data/reports/rejects/instruct/{source}.parquet", source=NATIVE)
         + expand("data/reports/rejects/translate/{source}.parquet", source=CHAT),
         code=code("mixture.py"),
     output:

@@ -34,7 +34,8 @@ PHASES: dict[str, tuple[str, str, list[tuple[str, dict]]]] = {
     "instruct": (
         "atlas_forge.instruct",
         "turn native rows into Darija chat instructions (zero-shot, few-shot, multi-turn)",
-        [("--input", {"required": True, **PATH}), ("--out", {"required": True, **PATH})],
+        [("--input", {"required": True, **PATH}), ("--out", {"required": True, **PATH}),
+         ("--rejects", {"required": True, **PATH})],
     ),
     "translate": (
         "atlas_forge.translate",

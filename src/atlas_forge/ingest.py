@@ -14,7 +14,7 @@ import argparse
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
@@ -62,13 +62,17 @@ class SourceConfig:
             raise ConfigError(f"{where}.task: {self.task!r} is not one of {', '.join(TASKS)}")
         if self.kind == "hf":
             if not self.name or not self.revision:
-                raise ConfigError(f"{where}.name/revision: hf sources need a dataset id and a pinned revision")
+                raise ConfigError(
+                    f"{where}.name/revision: hf sources need a dataset id and a pinned revision"
+                )
         elif not self.path:
             raise ConfigError(f"{where}.path: required key is missing")
         cols = set(self.columns) - {"key"}
         if self.task == "translation":
             if len(cols) < 2 or self.lang not in cols:
-                raise ConfigError(f"{where}.columns: translation maps >= 2 language codes including lang {self.lang}")
+                raise ConfigError(
+                    f"{where}.columns: translation maps >= 2 language codes including lang {self.lang}"
+                )
         elif self.task == "chat":
             if "messages" not in cols and "user" not in cols:
                 raise ConfigError(f"{where}.columns: chat needs 'messages' (or 'user' [+ 'assistant'])")
@@ -264,7 +268,9 @@ def ingest_rows(src: SourceConfig, rows: Iterable[sources.RawRow]) -> tuple[pl.D
             rejected.append({**rec, "reason": str(e), "phase": PHASE})
     out, rej = records.from_rows(kept), records.from_rows(rejected, rejects=True)
     if out.height + rej.height != n_read:
-        raise RuntimeError(f"source '{src.id}': read {n_read} != ingested {out.height} + rejected {rej.height}")
+        raise RuntimeError(
+            f"source '{src.id}': read {n_read} != ingested {out.height} + rejected {rej.height}"
+        )
     return out, rej, n_read
 
 

@@ -44,8 +44,16 @@ def load_model(model_dir: str | Path):
     return model.eval(), tokenizer
 
 
-def evaluate(task: dict, model_dir, model_name: str, data: list, batch_size: int = 8, threads: int = 1,
-             model=None, tokenizer=None):
+def evaluate(
+    task: dict,
+    model_dir,
+    model_name: str,
+    data: list,
+    batch_size: int = 8,
+    threads: int = 1,
+    model=None,
+    tokenizer=None,
+):
     """Score a task; returns (result dict, samples). `model`/`tokenizer` may be passed preloaded."""
     import torch
 
@@ -76,13 +84,20 @@ def evaluate(task: dict, model_dir, model_name: str, data: list, batch_size: int
         "data_sha256": sha256_files(data),
         "harness": f"atlas-forge {__version__}",
     }
-    log.info("%s on %s: %s (%d items, %.1f items/s)", model_name, cfg.name, result["scores"], len(samples),
-             len(samples) / max(elapsed, 1e-9))
+    log.info(
+        "%s on %s: %s (%d items, %.1f items/s)",
+        model_name,
+        cfg.name,
+        result["scores"],
+        len(samples),
+        len(samples) / max(elapsed, 1e-9),
+    )
     return result, samples
 
 
 def run_cli(args) -> None:
-    result, samples = evaluate(args.task, args.model, args.model_name, args.data,
-                               batch_size=args.batch_size, threads=args.threads)
+    result, samples = evaluate(
+        args.task, args.model, args.model_name, args.data, batch_size=args.batch_size, threads=args.threads
+    )
     io.write_jsonl(samples, args.samples)
     io.write_json(result, args.out)

@@ -45,8 +45,12 @@ TRANSLATE_PROMPTS = {
     ("ary_Latn", "ary_Arab"): "كتب ليا هاد الجملة بالحروف العربية:\n{text}",
     ("ary_Arab", "ary_Latn"): "كتب ليا هاد الجملة بالحروف اللاتينية:\n{text}",
 }
-DEFAULT_DIRECTIONS = [("ary_Arab", "eng_Latn"), ("eng_Latn", "ary_Arab"),
-                      ("ary_Latn", "ary_Arab"), ("ary_Arab", "ary_Latn")]
+DEFAULT_DIRECTIONS = [
+    ("ary_Arab", "eng_Latn"),
+    ("eng_Latn", "ary_Arab"),
+    ("ary_Latn", "ary_Arab"),
+    ("ary_Arab", "ary_Latn"),
+]
 SUMMARY_PROMPT = "عطيني عنوان قصير لهاد المقال:\n{text}"
 
 
@@ -119,7 +123,9 @@ def sentiment_prompt(row: dict, labels: list[str], dev: list[dict]) -> str:
 
 
 def _score_letters(scorer: LoglikScorer, prompts: list[str], n_choices: list[int], desc: str):
-    groups = [[Request(p, " " + LETTERS[j]) for j in range(n)] for p, n in zip(prompts, n_choices, strict=True)]
+    groups = [
+        [Request(p, " " + LETTERS[j]) for j in range(n)] for p, n in zip(prompts, n_choices, strict=True)
+    ]
     return scorer.score_groups(groups, progress=True, desc=desc)
 
 
@@ -128,8 +134,9 @@ def _acc_by_source(test: list[dict], correct: list[bool]) -> dict[str, float]:
     sources = sorted({r["source"] for r in test})
     if len(sources) > 1:
         for s in sources:
-            scores[f"acc/{s}"] = metrics.mean([float(c) for r, c in zip(test, correct, strict=True)
-                                               if r["source"] == s])
+            scores[f"acc/{s}"] = metrics.mean(
+                [float(c) for r, c in zip(test, correct, strict=True) if r["source"] == s]
+            )
     return scores
 
 
@@ -142,9 +149,18 @@ def run_mcq_letters(cfg: TaskConfig, scorer: LoglikScorer, rows: list[dict]):
         lls = [ll for ll, _ in res]
         pred, gold = metrics.argmax(lls), int(r["meta"]["answer"])
         correct.append(pred == gold)
-        samples.append({"id": r["id"], "source": r["source"], "prompt": p,
-                        "choices": [f" {LETTERS[j]}" for j in range(len(lls))], "logliks": lls,
-                        "gold": gold, "pred": pred, "correct": pred == gold})
+        samples.append(
+            {
+                "id": r["id"],
+                "source": r["source"],
+                "prompt": p,
+                "choices": [f" {LETTERS[j]}" for j in range(len(lls))],
+                "logliks": lls,
+                "gold": gold,
+                "pred": pred,
+                "correct": pred == gold,
+            }
+        )
     return _acc_by_source(test, correct), samples, {"num_fewshot": cfg.num_fewshot, "n_dev": len(dev)}
 
 
@@ -158,8 +174,18 @@ def run_sentiment(cfg: TaskConfig, scorer: LoglikScorer, rows: list[dict]):
         lls = [ll for ll, _ in res]
         pred, gold = metrics.argmax(lls), labs.index(r["meta"]["label"])
         correct.append(pred == gold)
-        samples.append({"id": r["id"], "source": r["source"], "prompt": p, "choices": labs, "logliks": lls,
-                        "gold": gold, "pred": pred, "correct": pred == gold})
+        samples.append(
+            {
+                "id": r["id"],
+                "source": r["source"],
+                "prompt": p,
+                "choices": labs,
+                "logliks": lls,
+                "gold": gold,
+                "pred": pred,
+                "correct": pred == gold,
+            }
+        )
     return _acc_by_source(test, correct), samples, {"num_fewshot": cfg.num_fewshot, "n_dev": len(dev)}
 
 
@@ -177,9 +203,19 @@ def run_mcq_endings(cfg: TaskConfig, scorer: LoglikScorer, rows: list[dict]):
         gold = int(r["meta"]["answer"])
         acc.append(float(pred == gold))
         acc_norm.append(float(pred_norm == gold))
-        samples.append({"id": r["id"], "source": r["source"], "prompt": user_text(r), "choices": choices,
-                        "logliks": lls, "gold": gold, "pred": pred, "pred_norm": pred_norm,
-                        "correct": pred == gold})
+        samples.append(
+            {
+                "id": r["id"],
+                "source": r["source"],
+                "prompt": user_text(r),
+                "choices": choices,
+                "logliks": lls,
+                "gold": gold,
+                "pred": pred,
+                "pred_norm": pred_norm,
+                "correct": pred == gold,
+            }
+        )
     return {"acc": metrics.mean(acc), "acc_norm": metrics.mean(acc_norm)}, samples, {"num_fewshot": 0}
 
 
@@ -197,15 +233,31 @@ def generation_items(cfg: TaskConfig, rows: list[dict]) -> list[dict]:
                     if template is None:
                         raise ValueError(f"task {cfg.name}: no prompt for direction {src}-{tgt}")
                     kind = "transliteration" if src.split("_")[0] == tgt.split("_")[0] else "translation"
-                    items.append({"row": r, "kind": kind, "direction": f"{src}-{tgt}",
-                                  "instruction": template.format(text=texts[src]), "reference": texts[tgt]})
+                    items.append(
+                        {
+                            "row": r,
+                            "kind": kind,
+                            "direction": f"{src}-{tgt}",
+                            "instruction": template.format(text=texts[src]),
+                            "reference": texts[tgt],
+                        }
+                    )
         else:
             users = [m["content"] for m in r["messages"] if m["role"] == "user"]
             answers = [m["content"] for m in r["messages"] if m["role"] == "assistant"]
             if not users or not answers:
-                raise ValueError(f"task {cfg.name}: row {r['id']} has neither meta.texts nor a reference answer")
-            items.append({"row": r, "kind": "summarization", "direction": None,
-                          "instruction": SUMMARY_PROMPT.format(text=users[0]), "reference": answers[-1]})
+                raise ValueError(
+                    f"task {cfg.name}: row {r['id']} has neither meta.texts nor a reference answer"
+                )
+            items.append(
+                {
+                    "row": r,
+                    "kind": "summarization",
+                    "direction": None,
+                    "instruction": SUMMARY_PROMPT.format(text=users[0]),
+                    "reference": answers[-1],
+                }
+            )
     return items
 
 
@@ -222,15 +274,17 @@ def stop_token_ids(tokenizer, model) -> list[int]:
 
 
 def encode_chat(tokenizer, instruction: str) -> list[int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": instruction}], tokenize=False,
-                                         add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
+    )
     bos = tokenizer.bos_token
     # exactly one BOS: the template may emit it already
     return tokenizer.encode(text, add_special_tokens=not (bos and text.startswith(bos)))
 
 
-def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
-             desc: str = "generate") -> list[str]:
+def generate(
+    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int, desc: str = "generate"
+) -> list[str]:
     """Greedy decoding, longest prompts first, left padded with a correct attention mask."""
     import torch
     from tqdm import tqdm
@@ -241,18 +295,26 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, ba
     outputs: list[str] = [""] * len(prompts)
     bar = tqdm(total=len(prompts), desc=desc, unit="item", mininterval=1.0)
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         width = max(len(prompts[i]) for i in idx)
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
         for k, i in enumerate(idx):
             p = prompts[i]
-            ids[k, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[k, width - len(p):] = 1
+            ids[k, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[k, width - len(p) :] = 1
         with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=stops, pad_token_id=pad,
-                                 temperature=None, top_p=None, top_k=None)
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stops,
+                pad_token_id=pad,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )
         for k, i in enumerate(idx):
             new = out[k, width:].tolist()
             cut = next((j for j, t in enumerate(new) if t in stops), len(new))
@@ -279,7 +341,9 @@ def run_generation(cfg: TaskConfig, model, tokenizer, rows: list[dict], batch_si
         scores.update(metrics.translation_scores([g for _, g in tr], [it["reference"] for it, _ in tr]))
         for d in sorted({it["direction"] for it, _ in tr}):
             sel = [(it, g) for it, g in tr if it["direction"] == d]
-            for k, v in metrics.translation_scores([g for _, g in sel], [it["reference"] for it, _ in sel]).items():
+            for k, v in metrics.translation_scores(
+                [g for _, g in sel], [it["reference"] for it, _ in sel]
+            ).items():
                 scores[f"{k}/{d}"] = v
     sm = [(it, g) for it, g in zip(items, gens, strict=True) if it["kind"] == "summarization"]
     if sm:
@@ -289,12 +353,26 @@ def run_generation(cfg: TaskConfig, model, tokenizer, rows: list[dict], batch_si
             scores[prefix + k] = v
     samples = []
     for it, p, g in zip(items, prompts, gens, strict=True):
-        samples.append({"id": it["row"]["id"], "source": it["row"]["source"], "kind": it["kind"],
-                        "direction": it["direction"], "prompt": tokenizer.decode(p), "generation": g,
-                        "gold": it["reference"], "pred": g, "correct": g.strip() == it["reference"].strip()})
-    settings = {"num_fewshot": 0, "max_new_tokens": cfg.max_new_tokens, "decoding": "greedy",
-                "directions": sorted({it["direction"] for it in items if it["direction"]}),
-                "n_rows": len(test)}
+        samples.append(
+            {
+                "id": it["row"]["id"],
+                "source": it["row"]["source"],
+                "kind": it["kind"],
+                "direction": it["direction"],
+                "prompt": tokenizer.decode(p),
+                "generation": g,
+                "gold": it["reference"],
+                "pred": g,
+                "correct": g.strip() == it["reference"].strip(),
+            }
+        )
+    settings = {
+        "num_fewshot": 0,
+        "max_new_tokens": cfg.max_new_tokens,
+        "decoding": "greedy",
+        "directions": sorted({it["direction"] for it in items if it["direction"]}),
+        "n_rows": len(test),
+    }
     return scores, samples, settings
 
 
@@ -316,7 +394,9 @@ def run_family(cfg: TaskConfig, model, tokenizer, df: pl.DataFrame, batch_size: 
     if cfg.family == "generation":
         return run_generation(cfg, model, tokenizer, rows, batch_size)
     scorer = LoglikScorer(model, tokenizer, batch_size=batch_size, add_bos=cfg.add_bos)
-    fn = {"mcq_letters": run_mcq_letters, "sentiment": run_sentiment, "mcq_endings": run_mcq_endings}[cfg.family]
+    fn = {"mcq_letters": run_mcq_letters, "sentiment": run_sentiment, "mcq_endings": run_mcq_endings}[
+        cfg.family
+    ]
     scores, samples, settings = fn(cfg, scorer, rows)
     settings["add_bos"] = cfg.add_bos
     return scores, samples, settings

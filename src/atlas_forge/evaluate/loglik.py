@@ -21,6 +21,7 @@ Speed-ups that do not change the arithmetic beyond float noise:
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,13 +49,18 @@ def split_whitespace(context: str, continuation: str) -> tuple[str, str]:
 
 
 class LoglikScorer:
-    def __init__(self, model, tokenizer, batch_size: int = 8, add_bos: bool = True, max_length: int | None = None):
+    def __init__(
+        self, model, tokenizer, batch_size: int = 8, add_bos: bool = True, max_length: int | None = None
+    ):
         self.model = model.eval()
         self.tok = tokenizer
         self.batch_size = max(1, int(batch_size))
         self.add_bos = add_bos
         self.max_length = max_length or int(getattr(model.config, "max_position_embeddings", 2048))
         self.bos_str = tokenizer.bos_token
+        # transformers 5.24 renamed forward(past_key_values=) to forward(cache=)
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     # --- tokenization, as lm-eval's HFLM.tok_encode / TemplateLM._encode_pair -----------------
     def tok_encode(self, text: str) -> list[int]:
@@ -69,15 +75,18 @@ class LoglikScorer:
         context, continuation = split_whitespace(context, continuation)
         whole = self.tok_encode(context + continuation)
         ctx = self.tok_encode(context)
-        cont = whole[len(ctx):]
+        cont = whole[len(ctx) :]
         if not cont:
-            raise ValueError(f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}")
+            raise ValueError(
+                f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}"
+            )
         return Encoded(ctx, cont)
 
     # --- scoring ----------------------------------------------------------------------------
     @torch.no_grad()
-    def score_groups(self, groups: Sequence[Sequence[Request]], progress: bool = False,
-                     desc: str = "loglik") -> list[list[tuple[float, bool]]]:
+    def score_groups(
+        self, groups: Sequence[Sequence[Request]], progress: bool = False, desc: str = "loglik"
+    ) -> list[list[tuple[float, bool]]]:
         """Score groups of requests (typically: one group = the choices of one item).
 
         Returns, per group, [(loglik, is_greedy)] in request order.
@@ -94,7 +103,9 @@ class LoglikScorer:
             units.extend((list(ctx), members) for ctx, members in by_ctx.items())
         out: list[list[tuple[float, bool] | None]] = [[None] * len(g) for g in groups]
         # longest first, like lm-eval (errors and memory peaks show up early)
-        order = sorted(range(len(units)), key=lambda i: -(len(units[i][0]) + max(len(m[2]) for m in units[i][1])))
+        order = sorted(
+            range(len(units)), key=lambda i: -(len(units[i][0]) + max(len(m[2]) for m in units[i][1]))
+        )
         single = [i for i in order if all(len(m[2]) == 1 for m in units[i][1])]
         multi = [i for i in order if not all(len(m[2]) == 1 for m in units[i][1])]
         bar = tqdm(total=len(groups), desc=desc, unit="item", disable=not progress, mininterval=1.0)
@@ -107,10 +118,10 @@ class LoglikScorer:
 
         # one-token continuations: batch contexts (right padded), read the last real position
         for start in range(0, len(single), self.batch_size):
-            chunk = [units[i] for i in single[start:start + self.batch_size]]
+            chunk = [units[i] for i in single[start : start + self.batch_size]]
             ctxs = [self._trim(ctx, 1) for ctx, _ in chunk]
             logprobs = self._forward_right_padded(ctxs)
-            for (ctx, members), lp, c in zip(chunk, logprobs, ctxs, strict=True):
+            for (_, members), lp, c in zip(chunk, logprobs, ctxs, strict=True):
                 last = lp[len(c) - 1]
                 best = int(last.argmax())
                 for gi, ri, cont in members:
@@ -155,8 +166,8 @@ class LoglikScorer:
             if len(c) == 1:
                 results[j] = (float(last_lp[c[0]]), int(last_lp.argmax()) == c[0])
         for start in range(0, len(tails), self.batch_size):
-            chunk = tails[start:start + self.batch_size]
-            past = first.past_key_values
+            chunk = tails[start : start + self.batch_size]
+            past = first.cache if getattr(first, "cache", None) is not None else first.past_key_values
             if start + self.batch_size < len(tails):
                 past = copy.deepcopy(past)  # repeat and the forward below change the cache in place
             past.batch_repeat_interleave(len(chunk))
@@ -168,8 +179,9 @@ class LoglikScorer:
             n = len(ctx)
             pos = torch.arange(n, n + width).unsqueeze(0).expand(len(chunk), -1)
             mask = torch.ones(len(chunk), n + width, dtype=torch.long)
-            logits = self.model(input_ids=ids, past_key_values=past, position_ids=pos,
-                                attention_mask=mask, use_cache=True).logits
+            logits = self.model(
+                input_ids=ids, **{self._cache_kw: past}, position_ids=pos, attention_mask=mask, use_cache=True
+            ).logits
             lp = F.log_softmax(logits.float(), dim=-1)
             for k, (j, c) in enumerate(chunk):
                 t = torch.tensor(c, dtype=torch.long)

@@ -108,7 +108,9 @@ def run_steps(
         n_in = kept.height
         kept, rejected = step(kept, cfg, ctx)
         if kept.height + rejected.height != n_in:
-            raise RuntimeError(f"filter step {name}: {n_in} rows in, {kept.height} kept + {rejected.height} rejected")
+            raise RuntimeError(
+                f"filter step {name}: {n_in} rows in, {kept.height} kept + {rejected.height} rejected"
+            )
         reasons = Counter(_reason_key(r) for r in rejected["reason"])
         report_steps.append({"step": name, "in": n_in, "kept": kept.height, "dropped": rejected.height,
                              "reasons": dict(sorted(reasons.items()))})

@@ -90,7 +90,10 @@ def fingerprint(params: SftParams, base: str, train: str, test: str) -> dict[str
     base_info = Path(base) / "base_model.json"
     weights = sorted(Path(base).glob("*.safetensors"))
     return {
-        "params": hashlib.sha256(json.dumps(dataclasses.asdict(params), sort_keys=True).encode()).hexdigest(),
+        # threads change speed, not results: leave them out so a rerun with other threads still resumes
+        "params": hashlib.sha256(
+            json.dumps({**dataclasses.asdict(params), "threads": None}, sort_keys=True).encode()
+        ).hexdigest(),
         "base": files_sha256(weights + ([base_info] if base_info.exists() else [])),
         "data": files_sha256([train, test]),
     }
@@ -105,8 +108,8 @@ def prepare_checkpoints(checkpoints: str, fp: dict[str, Any]) -> str | None:
     if ckpt_dir.exists():
         previous = json.loads(run_file.read_text()) if run_file.exists() else None
         if previous != fp:
-            log.warning("checkpoints in %s belong to another run (params, base or data changed): removing them",
-                        ckpt_dir)
+            log.warning("checkpoints in %s belong to another run (params, base or data changed): "
+                        "removing them", ckpt_dir)
             shutil.rmtree(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     io.write_json(fp, run_file)
@@ -197,7 +200,8 @@ Outputs: `adapter/` (LoRA, safetensors) and `merged/` (adapter merged into the b
 
 
 def run(params: SftParams, base: str, train: str, test: str, adapter: str, merged: str, card: str,
-        checkpoints: str, metrics_path: str, loss_path: str, plot_path: str, threads: int = 1) -> dict[str, Any]:
+        checkpoints: str, metrics_path: str, loss_path: str, plot_path: str,
+        threads: int = 1) -> dict[str, Any]:
     import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -265,7 +269,8 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
             self.t0 = self.tokens0 = self.step0 = None
 
         def on_train_begin(self, args, state, control, **kw):
-            self.t0, self.tokens0, self.step0 = time.perf_counter(), state.num_input_tokens_seen, state.global_step
+            self.t0 = time.perf_counter()
+            self.tokens0, self.step0 = state.num_input_tokens_seen, state.global_step
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs:

@@ -56,9 +56,7 @@ def _decoded_lines(path: str) -> Iterator[tuple[int, str, bool]]:
                 yield lineno, data.decode("utf-8", errors="replace"), False
 
 
-def read_delimited(
-    path: str, sep: str, header: bool = True, quoting: bool = True
-) -> Iterator[RawRow]:
+def read_delimited(path: str, sep: str, header: bool = True, quoting: bool = True) -> Iterator[RawRow]:
     """CSV/TSV with quoted newlines; each record reports the line it starts on."""
     bad_lines: set[int] = set()
     physical = {"n": 0}

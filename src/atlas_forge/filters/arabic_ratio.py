@@ -1,0 +1,46 @@
+"""Share of Arabic-script letters among all letters in the assistant turns of Arabic-script targets.
+
+Applies only where the answer should be in Arabic script: the target of meta.direction when present
+(a translation into English or Latin-script Darija is legitimately non-Arabic), else the row's lang.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from atlas_forge import records
+from atlas_forge.filters import contents, split
+
+
+def target_lang(row: dict) -> str:
+    direction = records.load_meta(row["meta"]).get("direction")
+    if isinstance(direction, str) and "->" in direction:
+        return direction.split("->", 1)[1].strip()
+    return row["lang"] or ""
+
+
+def _is_arabic(ch: str) -> bool:
+    cp = ord(ch)
+    # Arabic, Arabic Supplement, Extended-A, presentation forms A and B
+    return (0x0600 <= cp <= 0x06FF or 0x0750 <= cp <= 0x08FF
+            or 0xFB50 <= cp <= 0xFDFF or 0xFE70 <= cp <= 0xFEFF)
+
+
+def arabic_ratio(text: str) -> tuple[float, int]:
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return 0.0, 0
+    return sum(map(_is_arabic, letters)) / len(letters), len(letters)
+
+
+def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
+    bad = {}
+    for i, row in enumerate(df.iter_rows(named=True)):
+        if not target_lang(row).endswith("_Arab"):
+            continue
+        for text in contents(row, "assistant"):
+            ratio, n_letters = arabic_ratio(text)
+            if n_letters >= cfg.arabic_ratio_min_letters and ratio < cfg.min_arabic_ratio:
+                bad[i] = f"arabic_ratio: below {cfg.min_arabic_ratio} ({ratio:.2f})"
+                break
+    return split(df, bad)

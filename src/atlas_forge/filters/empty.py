@@ -1,0 +1,18 @@
+"""Drop rows with no messages or any message whose content is empty or only whitespace."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from atlas_forge.filters import contents, split
+
+
+def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
+    bad = {}
+    for i, row in enumerate(df.iter_rows(named=True)):
+        texts = contents(row)
+        if not texts:
+            bad[i] = "empty: no messages"
+        elif any(not t.strip() for t in texts):
+            bad[i] = "empty: empty message"
+    return split(df, bad)

@@ -1,0 +1,242 @@
+"""Translation backends. Each takes groups of English strings (one group per chat sample) and yields
+(group index, translations or None, error) as groups finish, so the caller can cache work as it lands.
+
+- cache:   offline; translates nothing (the caller already looked everything up).
+- openai:  any OpenAI-compatible /v1/chat/completions endpoint, with the paper's prompt (App. B).
+- seq2seq: a local Hugging Face seq2seq model (e.g. NLLB-200), greedy, batched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+Result = tuple[int, list[str] | None, str | None]
+
+PROMPT = (
+    "Translate the following texts from English into Moroccan Arabic (Darija), written in Arabic script, "
+    "as a Moroccan would naturally say them. Keep the meaning, the formatting (lists, line breaks, "
+    "Markdown), code, numbers and names unchanged. The texts are given as a JSON list of strings. Answer "
+    "with only a JSON list of strings of the same length and in the same order, one translation per "
+    "text, and nothing else.\n\n[[Original]]\n{original}\n\n[[Translation]]\n"
+)
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    base_url: str = "http://localhost:8000/v1"
+    model: str = ""
+    concurrency: int = 25
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    api_key_env: str = "OPENAI_API_KEY"
+    backoff_s: float = 1.0  # first retry waits about this long, doubling each time (with jitter)
+    max_backoff_s: float = 60.0
+    temperature: float = 0.0
+
+    def validate(self, section: str) -> None:
+        from atlas_forge.config import ConfigError
+
+        if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:
+            raise ConfigError(f"{section}: need concurrency >= 1, max_retries >= 0, timeout_s > 0")
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    model: str = ""
+    src_lang: str = "eng_Latn"
+    tgt_lang: str = "ary_Arab"
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    threads: int = 1
+
+
+class MalformedAnswer(ValueError):
+    pass
+
+
+def parse_answer(text: str, n: int) -> list[str]:
+    """The model's answer as a list of n non-empty strings, else MalformedAnswer saying why."""
+    text = text.strip()
+    if text.startswith("[[Translation]]"):
+        text = text[len("[[Translation]]"):].strip()
+    if text.startswith("```") and text.endswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise MalformedAnswer("answer is not JSON") from None
+    if not isinstance(value, list):
+        raise MalformedAnswer(f"answer is a JSON {type(value).__name__}, not a list")
+    if len(value) != n:
+        raise MalformedAnswer(f"answer has {len(value)} items, expected {n}")
+    if not all(isinstance(v, str) for v in value):
+        raise MalformedAnswer("answer list holds non-strings")
+    if not all(v.strip() for v in value):
+        raise MalformedAnswer("answer list holds empty strings")
+    return value
+
+
+class CacheBackend:
+    kind = "cache"
+
+    def __init__(self, replay_backend: str, replay_model: str):
+        # the cache key names who made the translation; "cache" replays that backend's work offline
+        self.key_backend, self.key_model = replay_backend, replay_model
+        self.model = f"{replay_backend}:{replay_model}" if replay_model else "seed"
+
+    def translate(self, groups: list[list[str]]) -> Iterator[Result]:
+        yield from ()
+
+
+class RetryableError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OpenAIBackend:
+    kind = "openai"
+
+    def __init__(self, cfg: OpenAIConfig):
+        if not cfg.model:
+            raise ValueError("translate.openai.model: empty; name the model the endpoint serves")
+        self.cfg = cfg
+        self.key_backend, self.key_model, self.model = "openai", cfg.model, cfg.model
+        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self._api_key = os.environ.get(cfg.api_key_env) or None
+        log.info("openai backend: %s model %s, concurrency %d, API key from $%s: %s", self.url, cfg.model,
+                 cfg.concurrency, cfg.api_key_env, "set" if self._api_key else "not set")
+
+    def _post(self, body: bytes) -> dict:
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
+                return json.loads(resp.read().decode("utf-8"))
+        except urllib.error.HTTPError as e:
+            if e.code == 429 or e.code >= 500:
+                raise RetryableError(f"HTTP {e.code}", _retry_after(e.headers.get("Retry-After"))) from None
+            raise RuntimeError(f"HTTP {e.code}") from None
+        except TimeoutError:  # socket.timeout is an alias
+            raise RetryableError("timeout") from None
+        except (urllib.error.URLError, ConnectionError) as e:
+            raise RetryableError(f"connection error ({getattr(e, 'reason', e)})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise MalformedAnswer("response body is not JSON") from None
+
+    def translate_one(self, texts: list[str]) -> list[str]:
+        prompt = PROMPT.format(original=json.dumps(texts, ensure_ascii=False, indent=0))
+        body = json.dumps({"model": self.cfg.model, "temperature": self.cfg.temperature,
+                           "messages": [{"role": "user", "content": prompt}]}).encode()
+        rng = random.Random()
+        for attempt in range(self.cfg.max_retries + 1):
+            try:
+                data = self._post(body)
+                break
+            except RetryableError as e:
+                if attempt == self.cfg.max_retries:
+                    raise RuntimeError(f"{e} after {attempt + 1} attempts") from None
+                wait = e.retry_after
+                if wait is None:
+                    wait = self.cfg.backoff_s * 2**attempt * (0.5 + rng.random())
+                wait = min(wait, self.cfg.max_backoff_s)
+                log.warning("openai: %s, retry %d/%d in %.1fs", e, attempt + 1, self.cfg.max_retries, wait)
+                time.sleep(wait)
+        try:
+            content = data["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise MalformedAnswer("response has no choices[0].message.content") from None
+        if not isinstance(content, str):
+            raise MalformedAnswer("message content is not a string")
+        return parse_answer(content, len(texts))
+
+    def translate(self, groups: list[list[str]]) -> Iterator[Result]:
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
+            futures = {pool.submit(self.translate_one, g): i for i, g in enumerate(groups)}
+            try:
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    try:
+                        yield i, fut.result(), None
+                    except MalformedAnswer as e:
+                        yield i, None, f"malformed: {e}"
+                    except RuntimeError as e:
+                        yield i, None, f"untranslated: openai failed ({e})"
+            finally:
+                for fut in futures:
+                    fut.cancel()
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value else None
+    except ValueError:
+        return None  # an HTTP date: rare for APIs; fall back to our own backoff
+
+
+class Seq2SeqBackend:
+    kind = "seq2seq"
+
+    def __init__(self, cfg: Seq2SeqConfig):
+        if not cfg.model:
+            raise ValueError("translate.seq2seq.model: empty; give a local model path or Hub id")
+        import torch
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        torch.set_num_threads(cfg.threads)
+        self.cfg = cfg
+        self.key_backend, self.key_model, self.model = "seq2seq", cfg.model, cfg.model
+        self.tok = AutoTokenizer.from_pretrained(cfg.model)
+        if hasattr(self.tok, "src_lang"):
+            self.tok.src_lang = cfg.src_lang
+        self.net = AutoModelForSeq2SeqLM.from_pretrained(cfg.model).eval()
+        # NLLB-style tokenizers carry language codes as tokens; the decoder must start with the target's
+        vocab = self.tok.get_vocab()
+        self.forced_bos = vocab.get(cfg.tgt_lang)
+        log.info("seq2seq backend: %s, forced BOS %s", cfg.model,
+                 f"{cfg.tgt_lang}={self.forced_bos}" if self.forced_bos is not None else "none")
+
+    def _generate(self, texts: list[str]) -> list[str]:
+        import torch
+
+        enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True)
+        kwargs = {"max_new_tokens": self.cfg.max_new_tokens, "do_sample": False, "num_beams": 1}
+        if self.forced_bos is not None:
+            kwargs["forced_bos_token_id"] = self.forced_bos
+        with torch.inference_mode():
+            out = self.net.generate(**enc, **kwargs)
+        return [t.strip() for t in self.tok.batch_decode(out, skip_special_tokens=True)]
+
+    def translate(self, groups: list[list[str]]) -> Iterator[Result]:
+        flat = [(i, t) for i, g in enumerate(groups) for t in g]
+        done: dict[int, list[str]] = {i: [] for i in range(len(groups))}
+        bs = self.cfg.batch_size
+        for start in range(0, len(flat), bs):
+            batch = flat[start:start + bs]
+            for (i, _), out in zip(batch, self._generate([t for _, t in batch]), strict=True):
+                done[i].append(out)
+            finished = {i for i, _ in batch if len(done[i]) == len(groups[i])}
+            for i in sorted(finished):
+                outs = done.pop(i)
+                if all(outs):
+                    yield i, outs, None
+                else:
+                    yield i, None, "untranslated: seq2seq produced an empty translation"
+        for i in sorted(done):  # empty groups
+            if not groups[i]:
+                yield i, [], None

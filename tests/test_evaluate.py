@@ -1,0 +1,402 @@
+"""evaluate phase: lm-eval splitting rules, scorer paths, families, batch invariance, CLI outputs.
+
+Tiny Gemma 2 models are built here (byte-level BPE + random weights); `make_tiny_model` is reused
+by test_lm_eval_parity.py and bench/eval_throughput.py.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from atlas_forge import records
+
+WORDS = (
+    "سلام كيداير لاباس بخير شكرا بزاف واش فين شنو علاش الدار المدرسة الخدمة الماكلة الطوموبيل "
+    "المغرب كازا الرباط مراكش طنجة فاس مزيان خايب ناضي كبير صغير جديد قديم اليوم غدا البارح "
+    "هادا هادي ديال ديالي ديالك على مع من في حتى ولا ماشي"
+).split()
+ENGLISH = "hello how are you fine thanks very much where what why house school work food car".split()
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def synthetic_lines(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
+        if i % 3 == 0:
+            words += [rng.choice(ENGLISH) for _ in range(3)]
+        lines.append(" ".join(words))
+        lines.append(
+            "\n".join(f"{L}. {rng.choice(WORDS)}" for L in "ABCD") + "\nالجواب: " + rng.choice("ABCD")
+        )
+    return lines
+
+
+def make_tiny_model(
+    path,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    intermediate: int = 64,
+    vocab: int = 600,
+    lines: int = 300,
+    seed: int = 0,
+):
+    """Build and save a tiny Gemma 2 + byte-level BPE tokenizer; returns (model, tokenizer)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import Gemma2Config, Gemma2ForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+    tk = Tokenizer(models.BPE(unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tk.train_from_iterator(synthetic_lines(lines, seed), trainer)
+    tk.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    eot = tok.convert_tokens_to_ids("<end_of_turn>")
+    cfg = Gemma2Config(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=1,
+        head_dim=hidden // heads,
+        max_position_embeddings=1024,
+        sliding_window=512,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=[tok.eos_token_id, eot],
+        attn_implementation="eager",
+    )
+    model = Gemma2ForCausalLM(cfg)
+    with torch.no_grad():  # break the initial symmetry a bit more so choices get distinct scores
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.generation_config.eos_token_id = [tok.eos_token_id, eot]
+    model.eval()
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return model, tok
+
+
+def mcq_rows(n: int, seed: int = 1, source: str = "sample_mcq") -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        q = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9))) + f" {i}؟"
+        choices = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4))) for _ in range(4)]
+        rows.append(
+            records.make_record(
+                source,
+                str(i),
+                "mcq",
+                [{"role": "user", "content": q}],
+                "ary_Arab",
+                {"choices": choices, "answer": rng.randrange(4), "subject": "الثقافة"},
+            )
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_model")
+    model, tok = make_tiny_model(path)
+    return path, model, tok
+
+
+# --- lm-eval rules ------------------------------------------------------------------------------
+def test_split_whitespace_moves_trailing_space():
+    from atlas_forge.evaluate.loglik import split_whitespace
+
+    assert split_whitespace("سؤال:  ", "A") == ("سؤال:", "  A")
+    assert split_whitespace("سؤال:", " A") == ("سؤال:", " A")
+
+
+def test_acc_norm_divides_by_choice_chars():
+    from atlas_forge.evaluate.metrics import choice_preds
+
+    # raw loglik prefers choice 0; per character, the long choice 1 wins
+    assert choice_preds([-2.0, -3.0], ["ab", "abcdefgh"]) == (0, 1)
+
+
+def test_encode_pair_adds_one_bos_and_splits_at_context(tiny):
+    from atlas_forge.evaluate.loglik import LoglikScorer
+
+    _, model, tok = tiny
+    s = LoglikScorer(model, tok)
+    enc = s.encode_pair("سلام كيداير", " لاباس")
+    assert enc.ctx[0] == tok.bos_token_id and enc.ctx.count(tok.bos_token_id) == 1
+    assert enc.ctx + enc.cont == tok.encode("سلام كيداير لاباس")
+
+
+def _reference_loglik(model, ids: list[int], n_ctx: int) -> float:
+    import torch
+
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    return float(sum(lp[i - 1, ids[i]] for i in range(n_ctx, len(ids))))
+
+
+def test_scorer_paths_match_plain_forward(tiny):
+    """Letter fast path and KV-cache path equal one unbatched forward over ctx+cont."""
+    from atlas_forge.evaluate.loglik import LoglikScorer, Request
+
+    _, model, tok = tiny
+    groups = [
+        [Request("سلام كيداير واش", " " + c) for c in ("A", "B", "مزيان بزاف", "خايب")],
+        [Request("فين الدار ديالك", " " + c) for c in ("المغرب كازا الرباط", "C", "طنجة")],
+        [Request("هادا سؤال\nالجواب:", " " + c) for c in "ABCD"],
+    ]
+    for bs in (1, 3):
+        got = LoglikScorer(model, tok, batch_size=bs).score_groups(groups)
+        for group, res in zip(groups, got, strict=True):
+            for req, (ll, _) in zip(group, res, strict=True):
+                enc = LoglikScorer(model, tok).encode_pair(req.context, req.continuation)
+                assert ll == pytest.approx(
+                    _reference_loglik(model, enc.ctx + enc.cont, len(enc.ctx)), abs=1e-4
+                )
+
+
+# --- families -------------------------------------------------------------------------------------
+def _write(rows, path):
+    from atlas_forge import io
+
+    io.write_table(records.from_rows(rows), path, "test")
+    return str(path)
+
+
+def test_mcq_letters_fewshot_and_outputs(tiny, tmp_path):
+    from atlas_forge import evaluate
+
+    path, model, tok = tiny
+    data = _write(mcq_rows(12), tmp_path / "bench.parquet")
+    task = {
+        "name": "mcq",
+        "family": "mcq_letters",
+        "sources": ["sample_mcq"],
+        "num_fewshot": 2,
+        "max_items": 8,
+    }
+    result, samples = evaluate.evaluate(task, path, "base", [data], batch_size=4, model=model, tokenizer=tok)
+    assert result["n"] == 8 and len(samples) == 8
+    assert 0.0 <= result["scores"]["acc"] <= 1.0
+    assert result["settings"]["num_fewshot"] == 2 and result["settings"]["n_dev"] == 2
+    ids = sorted(r["id"] for r in mcq_rows(12))
+    assert [s["id"] for s in samples] == ids[2:10]  # dev = first 2 by id; scored = next 8
+    p = samples[0]["prompt"]
+    assert p.startswith("هادا سؤال متعدد الخيارات (مع الجواب ديالو) على الثقافة\n\n")
+    assert p.endswith(
+        "\nD. "
+        + json.loads(next(r for r in mcq_rows(12) if r["id"] == ids[2])["meta"])["choices"][3]
+        + "\nالجواب:"
+    )
+    assert p.count("الجواب:") == 3  # two solved examples + the question
+    assert len(result["model_sha256"]) == 64 and len(result["data_sha256"]) == 64
+    assert result["harness"].startswith("atlas-forge ")
+
+
+def test_mcq_endings_and_sentiment(tiny, tmp_path):
+    from atlas_forge import evaluate
+
+    path, model, tok = tiny
+    data = _write(mcq_rows(6), tmp_path / "bench.parquet")
+    result, samples = evaluate.evaluate(
+        {"name": "hs", "family": "mcq_endings"},
+        path,
+        "base",
+        [data],
+        batch_size=2,
+        model=model,
+        tokenizer=tok,
+    )
+    assert set(result["scores"]) == {"acc", "acc_norm"} and result["main_metric"] == "acc_norm"
+    assert all(len(s["logliks"]) == 4 for s in samples)
+
+    rng = random.Random(3)
+    rows = []
+    for src, n in (("s1", 4), ("s2", 2)):
+        for i in range(n):
+            rows.append(
+                records.make_record(
+                    src,
+                    str(i),
+                    "sentiment",
+                    [{"role": "user", "content": " ".join(rng.choices(WORDS, k=5))}],
+                    "ary_Arab",
+                    {
+                        "label": rng.choice(["positive", "negative", "neutral"]),
+                        "labels": ["positive", "negative", "neutral"],
+                    },
+                )
+            )
+    d1 = _write([r for r in rows if r["source"] == "s1"], tmp_path / "s1.parquet")
+    d2 = _write([r for r in rows if r["source"] == "s2"], tmp_path / "s2.parquet")
+    result, samples = evaluate.evaluate(
+        {"name": "sent", "family": "sentiment", "sources": ["s1", "s2"]},
+        path,
+        "base",
+        [d1, d2],
+        model=model,
+        tokenizer=tok,
+    )
+    sc = result["scores"]
+    assert sc["acc"] == pytest.approx((4 * sc["acc/s1"] + 2 * sc["acc/s2"]) / 6)
+    assert "A. إيجابي\nB. سلبي\nC. محايد\nالجواب:" in samples[0]["prompt"]
+
+
+def _gen_rows():
+    rng = random.Random(5)
+    rows = []
+    for i in range(5):
+        ary = " ".join(rng.choices(WORDS, k=rng.randint(2, 9)))
+        rows.append(
+            records.make_record(
+                "pairs",
+                str(i),
+                "translation",
+                [{"role": "user", "content": ary}],
+                "ary_Arab",
+                {"texts": {"ary_Arab": ary, "eng_Latn": " ".join(rng.choices(ENGLISH, k=4))}},
+            )
+        )
+    for i in range(3):
+        art = " ".join(rng.choices(WORDS, k=20))
+        rows.append(
+            records.make_record(
+                "articles",
+                str(i),
+                "summarization",
+                [
+                    {"role": "user", "content": art},
+                    {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=3))},
+                ],
+                "ary_Arab",
+            )
+        )
+    return rows
+
+
+def test_generation_batch_invariant_and_metrics(tiny, tmp_path):
+    from atlas_forge import evaluate
+
+    path, model, tok = tiny
+    data = _write(_gen_rows(), tmp_path / "bench.parquet")
+    task = {"name": "gen", "family": "generation", "max_new_tokens": 8}
+    r1, s1 = evaluate.evaluate(task, path, "base", [data], batch_size=1, model=model, tokenizer=tok)
+    r4, s4 = evaluate.evaluate(task, path, "base", [data], batch_size=4, model=model, tokenizer=tok)
+    assert [s["generation"] for s in s1] == [s["generation"] for s in s4]
+    assert r1["scores"] == r4["scores"]
+    assert len(s1) == 5 * 2 + 3  # both directions per pair + one per article
+    sc = r1["scores"]
+    for k in (
+        "bleu",
+        "chrf",
+        "ter",
+        "bleu/ary_Arab-eng_Latn",
+        "chrf/eng_Latn-ary_Arab",
+        "summarization/rougeL",
+        "summarization/chrf",
+    ):
+        assert k in sc, k
+    assert s1[0]["prompt"].count(tok.bos_token) == 1
+    assert "<start_of_turn>model\n" in s1[0]["prompt"]
+
+    only = {
+        "name": "tr",
+        "family": "generation",
+        "max_new_tokens": 4,
+        "directions": ["ary_Arab-eng_Latn"],
+        "max_items": 2,
+    }
+    r, s = evaluate.evaluate(only, path, "base", [data], model=model, tokenizer=tok)
+    assert {x["direction"] for x in s} == {"ary_Arab-eng_Latn"}
+
+
+def test_rouge_keeps_arabic():
+    from atlas_forge.evaluate.metrics import rouge
+
+    assert rouge(["سلام كيداير"], ["سلام كيداير"])["rouge1"] == pytest.approx(100.0)
+    assert rouge(["سلام"], ["بخير"])["rouge1"] == 0.0
+
+
+def test_cli_writes_results(tiny, tmp_path):
+    from atlas_forge import cli, io
+
+    path, _, _ = tiny
+    data = _write(mcq_rows(5), tmp_path / "bench.parquet")
+    out, samples = tmp_path / "r" / "mcq.json", tmp_path / "r" / "mcq.samples.jsonl"
+    task = json.dumps({"name": "mcq", "family": "mcq_letters", "sources": ["sample_mcq"]})
+    rc = cli.main(
+        [
+            "evaluate",
+            "--task",
+            task,
+            "--model",
+            str(path),
+            "--model-name",
+            "base",
+            "--data",
+            data,
+            "--out",
+            str(out),
+            "--samples",
+            str(samples),
+            "--batch-size",
+            "2",
+        ]
+    )
+    assert rc == 0
+    res = io.read_json(out)
+    assert res["task"] == "mcq" and res["model"] == "base" and res["n"] == 5
+    lines = io.read_jsonl(samples)
+    assert {"id", "prompt", "choices", "logliks", "gold", "pred", "correct"} <= set(lines[0])
+    bad = json.dumps({"name": "mcq", "family": "mcq_letterz"})
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--task",
+                bad,
+                "--model",
+                str(path),
+                "--model-name",
+                "base",
+                "--data",
+                data,
+                "--out",
+                str(out),
+                "--samples",
+                str(samples),
+            ]
+        )
+        == 2
+    )

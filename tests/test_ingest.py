@@ -1,0 +1,154 @@
+import json
+
+import polars as pl
+import pytest
+
+from atlas_forge import ingest, records
+from atlas_forge.cli import main
+from atlas_forge.config import ConfigError
+
+
+def _spec(**kw):
+    base = {
+        "id": "s",
+        "kind": "csv",
+        "role": "native",
+        "task": "sentiment",
+        "lang": "ary_Arab",
+        "columns": {"text": "text", "label": "label"},
+        "labels": {"1": "positive", "-1": "negative"},
+    }
+    return {**base, **kw}
+
+
+def _run(spec):
+    src = ingest.parse_source(spec)
+    return ingest.ingest_rows(src, ingest.read_rows(src))
+
+
+def test_csv_quoted_newline_bad_label_empty_text_and_latin1(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_bytes(
+        "text,label\n"
+        '"زوين بزاف\nالسطر التاني",1\n'  # record spans lines 2-3
+        "خايب,-1\n"  # line 4
+        "عادي,0\n"  # line 5: label outside the set
+        ",1\n".encode()  # line 6: empty text
+        + b"caf\xe9,1\n"  # line 7: latin-1 byte
+        + "مزيان,1\n".encode()  # line 8
+    )
+    out, rej, n = _run(_spec(path=str(path)))
+    assert n == 6 and out.height == 3 and rej.height == 3
+    assert out["messages"].to_list()[0][0]["content"] == "زوين بزاف\nالسطر التاني"
+    metas = [records.load_meta(m) for m in out["meta"]]
+    assert [m["line"] for m in metas] == [2, 4, 8]
+    assert metas[1]["label"] == "negative" and metas[1]["labels"] == ["positive", "negative"]
+    reasons = dict(zip([records.load_meta(m)["line"] for m in rej["meta"]], rej["reason"], strict=True))
+    assert reasons[5].startswith("label outside declared set")
+    assert reasons[6] == "empty text: text"
+    assert reasons[7].startswith("encoding")
+    assert set(rej["phase"]) == {"ingest"}
+    records.validate(rej, "rej", "ingest", rejects=True)
+
+
+def test_jsonl_bad_line_and_chat(tmp_path):
+    path = tmp_path / "c.jsonl"
+    good = {
+        "id": "a",
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+        "dataset": "oasst",
+    }
+    bad_role = {"id": "b", "messages": [{"role": "assistant", "content": "x"}]}
+    path.write_text(json.dumps(good) + "\n{not json\n\n" + json.dumps(bad_role) + "\n", encoding="utf-8")
+    spec = {
+        "id": "c",
+        "kind": "jsonl",
+        "path": str(path),
+        "role": "chat",
+        "task": "chat",
+        "lang": "eng_Latn",
+        "columns": {"messages": "messages", "subset": "dataset", "key": "id"},
+    }
+    out, rej, n = _run(spec)
+    assert (n, out.height, rej.height) == (3, 1, 2)
+    assert records.load_meta(out["meta"][0])["subset"] == "oasst"
+    assert out["id"][0] == records.record_id("c", "key:a")
+    assert sorted(rej["reason"])[1].startswith("unparseable line")
+    assert (
+        records.load_meta(rej.filter(pl.col("reason").str.starts_with("unparseable"))["meta"][0])["line"] == 2
+    )
+
+
+def test_translation_texts_and_tsv_without_header_with_filter(tmp_path):
+    pairs = tmp_path / "p.csv"
+    pairs.write_text("en,ar,latn\nI go.,كنمشي.,kanmchi.\nOnly english,,\n", encoding="utf-8")
+    spec = {
+        "id": "p",
+        "kind": "csv",
+        "path": str(pairs),
+        "role": "native",
+        "task": "translation",
+        "lang": "ary_Arab",
+        "columns": {"eng_Latn": "en", "ary_Arab": "ar", "ary_Latn": "latn"},
+    }
+    out, rej, _ = _run(spec)
+    assert out.height == 1 and rej["reason"].to_list() == ["empty text: ary_Arab"]
+    assert records.load_meta(out["meta"][0])["texts"] == {
+        "eng_Latn": "I go.",
+        "ary_Arab": "كنمشي.",
+        "ary_Latn": "kanmchi.",
+    }
+    qadi = tmp_path / "q.txt"
+    qadi.write_text('واش "نتا" هنا\tMA\nشلونك\tIQ\nفين غادي\tMA\n', encoding="utf-8")
+    spec = {
+        "id": "q",
+        "kind": "tsv",
+        "path": str(qadi),
+        "header": False,
+        "role": "raw",
+        "task": "raw",
+        "lang": "ary_Arab",
+        "columns": {"text": 0},
+        "filter": {"1": "MA"},
+    }
+    out, rej, n = _run(spec)
+    assert (n, out.height) == (3, 2) and rej["reason"].to_list() == ["filtered: 1 != MA"]
+    assert out["messages"][0][0]["content"] == 'واش "نتا" هنا'
+
+
+def test_config_errors_name_source_and_field(tmp_path):
+    with pytest.raises(ConfigError, match="kind"):
+        ingest.parse_source(_spec(kind="xlsx", path="x"))
+    with pytest.raises(ValueError, match=r"source 's'.*path"):
+        _run(_spec(path=str(tmp_path / "missing*.csv")))
+    (tmp_path / "h.csv").write_text("body,label\nx,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="'text'"):
+        _run(_spec(path=str(tmp_path / "h.csv")))
+
+
+def test_cli_writes_table_and_rejects(tmp_path):
+    path = tmp_path / "r.txt"
+    path.write_text("سطر واحد\n\nسطر جوج\n", encoding="utf-8")
+    spec = {
+        "id": "r",
+        "kind": "text",
+        "path": str(path),
+        "role": "raw",
+        "task": "raw",
+        "lang": "ary_Arab",
+        "columns": {"text": "text"},
+    }
+    rc = main(
+        [
+            "ingest",
+            "--source",
+            json.dumps(spec),
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--rejects",
+            str(tmp_path / "x.parquet"),
+        ]
+    )
+    assert rc == 0
+    assert pl.read_parquet(tmp_path / "o.parquet").height == 2
+    assert pl.read_parquet(tmp_path / "x.parquet").height == 0
