@@ -6,6 +6,7 @@ rule filter_source:
     output:
         table="data/interim/filtered/{source}.parquet",
         rejects="data/reports/rejects/filter/{source}.parquet",
+        report="data/reports/filter/{source}.json",
     params:
         cfg=as_json(config["filter"]),
     log:
@@ -15,7 +16,7 @@ rule filter_source:
     conda:
         "../envs/atlas-forge.yaml"
     shell:
-        "python -m atlas_forge filter --params {params.cfg:q} --input {input.table} --bench {input.bench} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
+        "python -m atlas_forge filter --params {params.cfg:q} --input {input.table} --bench {input.bench} --out {output.table} --rejects {output.rejects} --report {output.report} > {log} 2>&1"
 
 
 rule filter:

@@ -155,6 +155,7 @@ def test_openai_prefilters_translation_and_cache(tmp_path, server, monkeypatch, 
     assert meta["translated_from"] == "eng_Latn" and meta["backend"] == "openai"
     assert meta["model"] == "test-model" and meta["file"] == "x.jsonl"
     assert stats["reasons"]["prefilter: subset Science"] == 1
+    assert all(records.load_meta(m)["subset"] is None for m in kept["meta"])
 
     # rerun: everything comes from the cache, byte-identical output
     n = len(server.requests)
@@ -350,3 +351,11 @@ def test_seq2seq_backend_end_to_end(tmp_path):
     # random weights emit English-vocabulary noise: the post-filter (or the empty check) must catch it
     assert kept.height == 0
     assert all(r.startswith(("postfilter: langid", "untranslated: seq2seq")) for r in rejected["reason"])
+
+
+def test_prefilter_lid_text_user_or_all():
+    from atlas_forge.translate import PrefilterConfig, prefilter_reason
+
+    row = chat("a", "Bonjour, comment ça va aujourd'hui ?", answer=ANSWER_EN + " " + ENGLISH[2])
+    assert prefilter_reason(row, PrefilterConfig(lid_text="user")).startswith("prefilter: langid not English")
+    assert prefilter_reason(row, PrefilterConfig(lid_text="all")) is None

@@ -47,7 +47,8 @@ PHASES: dict[str, tuple[str, str, list[tuple[str, dict]]]] = {
         "atlas_forge.filters",
         "run the configured quality steps; every dropped row gets a reason",
         [("--input", {"required": True, **PATH}), ("--bench", {"help": "benchmark sets to decontaminate against", **PATHS}),
-         ("--out", {"required": True, **PATH}), ("--rejects", {"required": True, **PATH})],
+         ("--out", {"required": True, **PATH}), ("--rejects", {"required": True, **PATH}),
+         ("--report", {"help": "per-step, per-reason counts as JSON", **PATH})],
     ),
     "mixture": (
         "atlas_forge.mixture",

@@ -28,6 +28,9 @@ class PrefilterConfig:
     drop_subsets: list[str] = field(default_factory=list)
     drop_patterns: list[str] = field(default_factory=list)
     lid_min_english: float = 0.8
+    # what language ID reads: the user turns (paper App. B) or the whole sample; the bundled lid.176.ftz
+    # is unsure on one short question, the whole chat gives it enough text
+    lid_text: Literal["user", "all"] = "user"
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def prefilter_reason(row: dict, cfg: PrefilterConfig) -> str | None:
         for pattern in cfg.drop_patterns:
             if pattern.casefold() in low:
                 return f"prefilter: pattern '{pattern}'"
-    label, prob = top1(" ".join(m["content"] for m in msgs if m["role"] == "user"))
+    label, prob = top1(" ".join(m["content"] for m in msgs if cfg.lid_text == "all" or m["role"] == "user"))
     if label != "en" or prob < cfg.lid_min_english:
         return f"prefilter: langid not English (top-1 {label or 'none'} p={prob:.2f})"
     return None
