@@ -12,6 +12,8 @@ SOURCES = {s["id"]: s for s in config["ingest"]["sources"]}
 SPLIT_SOURCES = [s for s, c in SOURCES.items() if c["role"] in ("native", "eval")]
 NATIVE = [s for s, c in SOURCES.items() if c["role"] == "native"]
 CHAT = [s for s, c in SOURCES.items() if c["role"] == "chat"]
+# English evaluation chats (AlpacaEval): translated like CHAT, then judged; never filtered into training
+EVAL_CHAT = [s for s, c in SOURCES.items() if c["role"] == "eval_chat"]
 RAW = [s for s, c in SOURCES.items() if c["role"] == "raw"]
 TRAIN_SOURCES = NATIVE + CHAT
 MODELS = list(config["evaluate"]["models"])
@@ -48,7 +50,16 @@ def source_files(wildcards):
 
 
 def bench_sets(wildcards=None):
-    return expand("data/interim/split/{source}/bench.parquet", source=SPLIT_SOURCES)
+    """Every evaluation item, the translated AlpacaEval-style chats included: filter decontaminates
+    training data against all of them."""
+    return [eval_table(s) for s in SPLIT_SOURCES + EVAL_CHAT]
+
+
+def eval_table(source):
+    """Where an evaluation task reads a source's items."""
+    if SOURCES[source]["role"] == "eval_chat":
+        return f"data/interim/translated/{source}.parquet"
+    return f"data/interim/split/{source}/bench.parquet"
 
 
 def training_table(wildcards):

@@ -1,7 +1,7 @@
 rule evaluate_task:
     input:
         model=lambda w: MODEL_DIRS[w.model],
-        data=lambda w: expand("data/interim/split/{source}/bench.parquet", source=TASKS[w.task]["sources"]),
+        data=lambda w: [eval_table(s) for s in TASKS[w.task]["sources"]],
         code=code("evaluate/*.py", "textnorm.py"),
     output:
         scores="results/{model}/{task}.json",

@@ -22,4 +22,4 @@ rule translate_source:
 
 rule translate:
     input:
-        expand("data/interim/translated/{source}.parquet", source=CHAT),
+        expand("data/interim/translated/{source}.parquet", source=CHAT + EVAL_CHAT),

@@ -40,7 +40,7 @@ TASKS = ("translation", "sentiment", "summarization", "mcq", "chat", "raw")
 class SourceConfig:
     id: str
     kind: Literal["csv", "tsv", "jsonl", "parquet", "text", "hf"]
-    role: Literal["native", "eval", "chat", "raw"]
+    role: Literal["native", "eval", "chat", "eval_chat", "raw"]
     task: str
     lang: str
     columns: dict[str, str | int]
