@@ -62,6 +62,12 @@ def eval_table(source):
     return f"data/interim/split/{source}/bench.parquet"
 
 
+def judge_model(wildcards):
+    """A local judge's model folder is an input: the job waits for it and reruns when it changes."""
+    judge = TASKS[wildcards.task].get("judge") or {}
+    return [judge["model"]] if judge.get("backend") == "local" and judge.get("model") else []
+
+
 def training_table(wildcards):
     if SOURCES[wildcards.source]["role"] == "chat":
         return f"data/interim/translated/{wildcards.source}.parquet"

@@ -2,7 +2,8 @@ rule evaluate_task:
     input:
         model=lambda w: MODEL_DIRS[w.model],
         data=lambda w: [eval_table(s) for s in TASKS[w.task]["sources"]],
-        code=code("evaluate/*.py", "textnorm.py"),
+        judge=judge_model,
+        code=code("evaluate/*.py", "textnorm.py", "openai_client.py"),
     output:
         scores="results/{model}/{task}.json",
         samples="results/{model}/{task}.samples.jsonl",

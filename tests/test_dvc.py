@@ -159,11 +159,10 @@ def test_exp_run_and_show(dvc_built):
     shown = json.loads(sh([*DVC, "exp", "show", "--json"], clone).stdout)
     found = []
 
-    def walk(node):
+    def walk(node):  # rows: {"rev", "name", "data": {"params", "metrics", ...}, "experiments": [...]}
         if isinstance(node, dict):
-            data = node.get("data")
-            if isinstance(data, dict) and "params" in data:
-                found.append(data)
+            if isinstance(node.get("data"), dict) and "params" in node["data"]:
+                found.append(node)
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -171,12 +170,15 @@ def test_exp_run_and_show(dvc_built):
                 walk(value)
 
     walk(shown)
-    exp = [d for d in found if d.get("name") == "lora-r4"]
-    assert exp, [d.get("name") for d in found]
-    data = exp[0]
+    exp = [row for row in found if row.get("name") == "lora-r4"]
+    assert exp, [(row.get("rev"), row.get("name")) for row in found]
+    data = exp[0]["data"]
     assert data["params"]["params.yaml"]["data"]["sft"]["lora"]["r"] == 4
     metrics = data["metrics"]
-    assert "results/scores.json" in metrics and metrics["results/scores.json"]["data"], metrics
-    assert "metrics/train.json" in metrics, metrics
-    baseline = [d for d in found if d.get("rev") == "workspace" or d.get("name") == "main"]
-    assert baseline and "results/scores.json" in baseline[0]["metrics"]
+    assert metrics["results/scores.json"]["data"], metrics
+    assert metrics["metrics/train.json"]["data"], metrics
+    baseline = [row for row in found if row.get("name") == "main"]
+    assert baseline, [(row.get("rev"), row.get("name")) for row in found]
+    base_data = baseline[0]["data"]
+    assert base_data["params"]["params.yaml"]["data"]["sft"]["lora"]["r"] != 4
+    assert base_data["metrics"]["results/scores.json"]["data"]

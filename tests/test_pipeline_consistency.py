@@ -6,6 +6,7 @@ its output patterns); dvc.yaml and params.yaml are read as YAML. Checks:
   that name, and every stage is a phase whose command runs that phase's Snakemake target;
 - every DVC out/metric/plot of a stage is produced by a rule of that phase (an output path, or a
   folder holding outputs), and every output of the phase's rules lies under one of the stage's outs;
+- every fixed input of the phase's rules (code, raw data, upstream files) lies under a DVC dep;
 - every stage's params sections exist in params.yaml; every dep exists or is an upstream stage's out.
 """
 
@@ -33,7 +34,8 @@ with SnakemakeApi() as api:
     wf = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=root / "Snakefile", workdir=root)
     rules = [
         {"name": r.name, "file": Path(r.snakefile).resolve().relative_to(root).as_posix(),
-         "output": [str(o) for o in r.output]}
+         "output": [str(o) for o in r.output],
+         "input": [str(i) for i in r.input if isinstance(i, str)]}
         for r in wf._workflow.rules
     ]
 print("@@RULES@@" + json.dumps(rules))
@@ -148,6 +150,12 @@ def problems(root: Path) -> list[str]:
         for pattern in patterns:
             if not covered(pattern, outs):
                 found.append(f"stage {name!r}: Snakemake output {pattern!r} is not under any DVC out")
+        deps = stage.get("deps", [])
+        for rule in phase_rules:
+            for path in rule["input"]:
+                inside = any(produced_by(path, p) or path == p for p in patterns)
+                if not inside and not any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps):
+                    found.append(f"stage {name!r}: input {path!r} ({rule['name']}) is not under any DVC dep")
         for section in stage.get("params", []):
             keys = [section] if isinstance(section, str) else [k for v in section.values() for k in v]
             for key in keys:
@@ -222,9 +230,11 @@ def test_new_phase_without_stage_fails(tmp_path):
 def test_out_without_rule_fails(tmp_path):
     root = copy_project(tmp_path)
     dvc = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
+    dvc["stages"]["mixture"]["deps"].remove("src/atlas_forge/mixture.py")
     dvc["stages"]["sft"]["outs"].append({"models/sft/checkpoints": {"persist": True}})
     dvc["stages"]["ingest"]["params"].append("no_such_section")
     (root / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False), encoding="utf-8")
     found = problems(root)
     assert any("models/sft/checkpoints" in p and "produced by no rule" in p for p in found), found
     assert any("no_such_section" in p for p in found), found
+    assert any("'src/atlas_forge/mixture.py' (mixture) is not under any DVC dep" in p for p in found), found

@@ -1,7 +1,8 @@
 """evaluate phase: score one model on one benchmark task.
 
 Writes results/<model>/<task>.json (scores, n, settings, hashes of model and data) and
-results/<model>/<task>.samples.jsonl (one line per scored item). Families: see families.py.
+results/<model>/<task>.samples.jsonl (one line per scored item). Families: see families.py, and
+judge.py for the pairwise judge family (win rate against reference answers).
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ def evaluate(
     import torch
 
     from atlas_forge.evaluate.families import TaskConfig, main_metric, run_family
+    from atlas_forge.evaluate.judge import JudgeTaskConfig, run_judge
 
-    cfg = config.parse(TaskConfig, task, f"evaluate.tasks[{task.get('name', '?')}]")
+    section = f"evaluate.tasks[{task.get('name', '?')}]"
+    is_judge = isinstance(task, dict) and task.get("family") == "judge"
+    cfg = config.parse(JudgeTaskConfig if is_judge else TaskConfig, task, section)
     torch.set_num_threads(max(1, int(threads)))
     if not data:
         raise ValueError(f"task {cfg.name}: no --data files")
@@ -69,7 +73,10 @@ def evaluate(
     if model is None:
         model, tokenizer = load_model(model_dir)
     t0 = time.perf_counter()
-    scores, samples, settings = run_family(cfg, model, tokenizer, df, batch_size)
+    if is_judge:
+        scores, samples, settings = run_judge(cfg, model, tokenizer, df, batch_size, model_dir=model_dir)
+    else:
+        scores, samples, settings = run_family(cfg, model, tokenizer, df, batch_size)
     elapsed = time.perf_counter() - t0
     settings = {"batch_size": batch_size, "dtype": "float32", "max_items": cfg.max_items, **settings}
     result = {
@@ -77,7 +84,7 @@ def evaluate(
         "family": cfg.family,
         "model": model_name,
         "scores": {k: float(v) for k, v in scores.items()},
-        "main_metric": main_metric(cfg.family, scores),
+        "main_metric": "win_rate" if is_judge else main_metric(cfg.family, scores),
         "n": len(samples),
         "settings": settings,
         "model_sha256": model_sha256(model_dir) if model_dir else None,

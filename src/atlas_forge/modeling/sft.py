@@ -99,10 +99,29 @@ def fingerprint(params: SftParams, base: str, train: str, test: str) -> dict[str
     }
 
 
+def last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest `checkpoint-N` whose trainer_state.json (written last by the Trainer) is readable.
+
+    A run killed while saving leaves a newer, partial checkpoint: it is removed so that it is neither
+    resumed from nor counted by checkpoint rotation.
+    """
+    found = []
+    for d in ckpt_dir.glob("checkpoint-*"):
+        suffix = d.name.removeprefix("checkpoint-")
+        if d.is_dir() and suffix.isdigit():
+            found.append((int(suffix), d))
+    for _, d in sorted(found, reverse=True):
+        try:
+            json.loads((d / "trainer_state.json").read_text())
+            return d
+        except (OSError, ValueError):
+            log.warning("removing incomplete checkpoint %s", d)
+            shutil.rmtree(d, ignore_errors=True)
+    return None
+
+
 def prepare_checkpoints(checkpoints: str, fp: dict[str, Any]) -> str | None:
     """Return the latest checkpoint to resume from, or None. Checkpoints of another run are removed."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     ckpt_dir = Path(checkpoints)
     run_file = ckpt_dir / RUN_FILE
     if ckpt_dir.exists():
@@ -113,7 +132,8 @@ def prepare_checkpoints(checkpoints: str, fp: dict[str, Any]) -> str | None:
             shutil.rmtree(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     io.write_json(fp, run_file)
-    return get_last_checkpoint(str(ckpt_dir))
+    last = last_complete_checkpoint(ckpt_dir)
+    return str(last) if last else None
 
 
 def loss_rows(log_history: list[dict[str, Any]]) -> list[tuple[int, float | None, float | None]]:

@@ -2,7 +2,8 @@
 (group index, translations or None, error) as groups finish, so the caller can cache work as it lands.
 
 - cache:   offline; translates nothing (the caller already looked everything up).
-- openai:  any OpenAI-compatible /v1/chat/completions endpoint, with the paper's prompt (App. B).
+- openai:  any OpenAI-compatible /v1/chat/completions endpoint (openai_client.ChatClient), with the
+           paper's prompt (App. B).
 - seq2seq: a local Hugging Face seq2seq model (e.g. NLLB-200), greedy, batched.
 """
 
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import random
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from atlas_forge.openai_client import ChatClient, MalformedResponse, RetryableError  # noqa: F401
+from atlas_forge.openai_client import retry_after as _retry_after  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,6 @@ class CacheBackend:
         yield from ()
 
 
-class RetryableError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class OpenAIBackend:
     kind = "openai"
 
@@ -110,57 +105,21 @@ class OpenAIBackend:
             raise ValueError("translate.openai.model: empty; name the model the endpoint serves")
         self.cfg = cfg
         self.key_backend, self.key_model, self.model = "openai", cfg.model, cfg.model
-        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
-        self._api_key = os.environ.get(cfg.api_key_env) or None
+        self.client = ChatClient(
+            cfg.base_url, cfg.model, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+            backoff_s=cfg.backoff_s, max_backoff_s=cfg.max_backoff_s, api_key_env=cfg.api_key_env,
+            temperature=cfg.temperature, name="openai",
+        )
+        self.url = self.client.url
         log.info("openai backend: %s model %s, concurrency %d, API key from $%s: %s", self.url, cfg.model,
-                 cfg.concurrency, cfg.api_key_env, "set" if self._api_key else "not set")
-
-    def _post(self, body: bytes) -> dict:
-        import urllib.error
-        import urllib.request
-
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
-                return json.loads(resp.read().decode("utf-8"))
-        except urllib.error.HTTPError as e:
-            if e.code == 429 or e.code >= 500:
-                raise RetryableError(f"HTTP {e.code}", _retry_after(e.headers.get("Retry-After"))) from None
-            raise RuntimeError(f"HTTP {e.code}") from None
-        except TimeoutError:  # socket.timeout is an alias
-            raise RetryableError("timeout") from None
-        except (urllib.error.URLError, ConnectionError) as e:
-            raise RetryableError(f"connection error ({getattr(e, 'reason', e)})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise MalformedAnswer("response body is not JSON") from None
+                 cfg.concurrency, cfg.api_key_env, "set" if self.client.has_key else "not set")
 
     def translate_one(self, texts: list[str]) -> list[str]:
         prompt = PROMPT.format(original=json.dumps(texts, ensure_ascii=False, indent=0))
-        body = json.dumps({"model": self.cfg.model, "temperature": self.cfg.temperature,
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
-        rng = random.Random()
-        for attempt in range(self.cfg.max_retries + 1):
-            try:
-                data = self._post(body)
-                break
-            except RetryableError as e:
-                if attempt == self.cfg.max_retries:
-                    raise RuntimeError(f"{e} after {attempt + 1} attempts") from None
-                wait = e.retry_after
-                if wait is None:
-                    wait = self.cfg.backoff_s * 2**attempt * (0.5 + rng.random())
-                wait = min(wait, self.cfg.max_backoff_s)
-                log.warning("openai: %s, retry %d/%d in %.1fs", e, attempt + 1, self.cfg.max_retries, wait)
-                time.sleep(wait)
         try:
-            content = data["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            raise MalformedAnswer("response has no choices[0].message.content") from None
-        if not isinstance(content, str):
-            raise MalformedAnswer("message content is not a string")
+            content = self.client.complete([{"role": "user", "content": prompt}])
+        except MalformedResponse as e:
+            raise MalformedAnswer(str(e)) from None
         return parse_answer(content, len(texts))
 
     def translate(self, groups: list[list[str]]) -> Iterator[Result]:
@@ -175,18 +134,11 @@ class OpenAIBackend:
                         yield i, fut.result(), None
                     except MalformedAnswer as e:
                         yield i, None, f"malformed: {e}"
-                    except RuntimeError as e:
+                    except RuntimeError as e:  # ChatError: non-retryable status or retries exhausted
                         yield i, None, f"untranslated: openai failed ({e})"
             finally:
                 for fut in futures:
                     fut.cancel()
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(float(value), 0.0) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare for APIs; fall back to our own backoff
 
 
 class Seq2SeqBackend:

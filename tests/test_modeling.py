@@ -1,0 +1,291 @@
+"""Chat template, tiny base model, LoRA SFT (honest held-out signal) and resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from atlas_forge import io, records
+from atlas_forge.modeling.chat_template import prepare_messages
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+WORDS = {"water": "الما", "bread": "الخبز", "house": "الدار", "sea": "البحر", "tea": "أتاي",
+         "friend": "صاحبي", "market": "السوق", "school": "المدرسة", "money": "الفلوس", "road": "الطريق"}
+ADJ = ["زوين", "كبير", "صغير", "جديد", "قديم", "بارد"]
+
+TINY_BASE = {
+    "kind": "tiny", "name_or_path": "", "revision": "", "seed": 7,
+    "tokenizer": {"vocab_size": 400},
+    "model": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 256},
+    "pretrain": {"steps": 20, "batch_size": 8, "max_length": 64, "learning_rate": 0.003},
+    "threads": 1,
+}
+SFT = {
+    "seed": 3, "epochs": 1, "max_steps": 24, "learning_rate": 0.01, "warmup_ratio": 0.0,
+    "per_device_batch_size": 4, "per_device_eval_batch_size": 16, "gradient_accumulation_steps": 1,
+    "max_length": 128, "bf16": False, "packing": False, "gradient_checkpointing": False,
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.0,
+             "target_modules": ["q_proj", "v_proj", "up_proj", "down_proj"]},
+    "optimizer": "adamw_torch", "scheduler": "constant", "save_steps": 100, "logging_steps": 4,
+    "system_message": "fold", "threads": 1,
+}
+
+
+def chat_rows(n: int, seed: int) -> list[dict]:
+    """Darija Q/A in fixed, learnable patterns (same distribution for train and held-out rows)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        e = rng.choice(list(WORDS))
+        d, a = WORDS[e], rng.choice(ADJ)
+        if i % 2:
+            msgs = [{"role": "user", "content": f"كيفاش نقولو {e} بالدارجة؟"},
+                    {"role": "assistant", "content": f"{e} بالدارجة هي {d}."}]
+        else:
+            msgs = [{"role": "user", "content": f"واش {d} {a}؟"},
+                    {"role": "assistant", "content": f"إيه، {d} {a} بزاف."}]
+        rows.append(records.make_record("synthetic", f"{seed}-{i}", "chat", msgs, "ary_Arab"))
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    io.write_table(records.from_rows(rows), path, "test")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    return {
+        "text": write_rows(d / "text.parquet", chat_rows(120, seed=1)),
+        "train": write_rows(d / "train.parquet", chat_rows(40, seed=2)),
+        "test": write_rows(d / "test.parquet", chat_rows(16, seed=3)),
+    }
+
+
+@pytest.fixture(scope="module")
+def tokenizer(data):
+    from atlas_forge.modeling.base_model import load_texts
+    from atlas_forge.modeling.tokenizer import train_tokenizer
+
+    return train_tokenizer(load_texts([data["text"]]), 400)
+
+
+@pytest.fixture(scope="module")
+def tiny_base(data, tmp_path_factory):
+    from atlas_forge import config
+    from atlas_forge.modeling import base_model
+
+    out = tmp_path_factory.mktemp("models") / "base"
+    base_model.run(config.parse(base_model.BaseModelParams, TINY_BASE, "base_model"), [data["text"]], out)
+    return out
+
+
+CHAT = [{"role": "user", "content": "سلام، كيداير؟"}, {"role": "assistant", "content": "لاباس، الحمد لله."},
+        {"role": "user", "content": "شكرا"}, {"role": "assistant", "content": "بلا جميل"}]
+
+
+# --- chat template -------------------------------------------------------------------------------
+
+def test_template_renders_gemma_format_with_one_bos(tokenizer):
+    text = tokenizer.apply_chat_template(CHAT, tokenize=False)
+    assert text == ("<bos><start_of_turn>user\nسلام، كيداير؟<end_of_turn>\n<start_of_turn>model\n"
+                    "لاباس، الحمد لله.<end_of_turn>\n<start_of_turn>user\nشكرا<end_of_turn>\n"
+                    "<start_of_turn>model\nبلا جميل<end_of_turn>\n")
+    bos = tokenizer.convert_tokens_to_ids("<bos>")
+    ids = tokenizer.apply_chat_template(CHAT, return_dict=True)["input_ids"]
+    assert ids.count(bos) == 1 and ids[0] == bos
+    # rendering then tokenizing again (what evaluators do) must not add a second BOS
+    assert tokenizer(text)["input_ids"] == ids
+
+
+def test_assistant_mask_covers_answers_and_end_of_turn(tokenizer):
+    out = tokenizer.apply_chat_template(CHAT, return_assistant_tokens_mask=True, return_dict=True)
+    ids, mask = out["input_ids"], out["assistant_masks"]
+    masked = [i for i, m in zip(ids, mask, strict=True) if m]
+    eot = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    assert tokenizer.decode(masked) == "لاباس، الحمد لله.<end_of_turn>بلا جميل<end_of_turn>"
+    assert masked.count(eot) == 2 and ids[-2] == eot and mask[-2] == 1
+    # the user turns and the turn headers are not trained
+    assert "سلام" not in tokenizer.decode(masked) and "model" not in tokenizer.decode(masked)
+
+
+def test_generation_prompt(tokenizer):
+    text = tokenizer.apply_chat_template(CHAT[:1], tokenize=False, add_generation_prompt=True)
+    assert text.endswith("<end_of_turn>\n<start_of_turn>model\n")
+
+
+def test_system_message_fold_and_error(tokenizer):
+    msgs = [{"role": "system", "content": "جاوب بالدارجة."}, *CHAT[:2]]
+    folded = prepare_messages(msgs, "fold", row_id="r1")
+    assert [m["role"] for m in folded] == ["user", "assistant"]
+    assert folded[0]["content"] == "جاوب بالدارجة.\n\nسلام، كيداير؟"
+    with pytest.raises(ValueError, match="row r1"):
+        prepare_messages(msgs, "error", row_id="r1")
+    assert prepare_messages(CHAT, "error") == CHAT
+    with pytest.raises(Exception, match="no system role"):  # the template itself refuses a system turn
+        tokenizer.apply_chat_template(msgs, tokenize=False)
+
+
+# --- base model ----------------------------------------------------------------------------------
+
+def test_tiny_base_model_reloads(tiny_base):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    info = json.loads((tiny_base / "base_model.json").read_text())
+    assert info["kind"] == "tiny" and info["parameters"] > 0 and len(info["text_sha256"]) == 64
+    assert info["pretrain_loss_end"] < info["pretrain_loss_start"]
+    assert (tiny_base / "model.safetensors").exists() and not list(tiny_base.glob("*.bin"))
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
+    assert type(model).__name__ == "Gemma2ForCausalLM"
+    assert model.config.eos_token_id == tok.convert_tokens_to_ids(["<eos>", "<end_of_turn>"])
+    assert tok.apply_chat_template(CHAT, tokenize=False).startswith("<bos><start_of_turn>user\n")
+    prompt = tok.apply_chat_template(CHAT[:1], add_generation_prompt=True, return_dict=True)
+    ids = torch.tensor([prompt["input_ids"]])
+    with torch.no_grad():
+        assert model(input_ids=ids).logits.shape == (1, ids.shape[1], len(tok))
+
+
+@pytest.mark.slow
+def test_tiny_base_model_is_deterministic(tiny_base, data, tmp_path):
+    from atlas_forge import config
+    from atlas_forge.modeling import base_model
+
+    again = tmp_path / "base"
+    base_model.run(config.parse(base_model.BaseModelParams, TINY_BASE, "base_model"), [data["text"]], again)
+    for name in ("model.safetensors", "tokenizer.json"):
+        assert (again / name).read_bytes() == (tiny_base / name).read_bytes(), name
+    # a different seed gives different weights
+    other = tmp_path / "other"
+    base_model.run(config.parse(base_model.BaseModelParams, {**TINY_BASE, "seed": 8}, "base_model"),
+                   [data["text"]], other)
+    assert (other / "model.safetensors").read_bytes() != (tiny_base / "model.safetensors").read_bytes()
+
+
+def test_pretrained_kind_from_local_path(tiny_base, tmp_path):
+    from atlas_forge import config
+    from atlas_forge.modeling import base_model
+
+    spec = {"kind": "pretrained", "name_or_path": str(tiny_base), "revision": ""}
+    params = config.parse(base_model.BaseModelParams, spec, "base_model")
+    out = tmp_path / "fetched"
+    info = base_model.run(params, [], out)
+    assert info["kind"] == "pretrained" and info["name_or_path"] == str(tiny_base)
+    from safetensors.torch import load_file
+
+    a, b = load_file(out / "model.safetensors"), load_file(tiny_base / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert (out / "chat_template.jinja").read_text() == (tiny_base / "chat_template.jinja").read_text()
+
+
+def test_base_model_params_are_checked():
+    from atlas_forge import config
+    from atlas_forge.modeling import base_model
+
+    with pytest.raises(config.ConfigError, match="name_or_path"):
+        config.parse(base_model.BaseModelParams, {"kind": "pretrained"}, "base_model")
+    with pytest.raises(config.ConfigError, match="base_model.model.hidden_sise"):
+        config.parse(base_model.BaseModelParams, {"model": {"hidden_sise": 3}}, "base_model")
+
+
+# --- sft -----------------------------------------------------------------------------------------
+
+def sft_paths(root: Path) -> dict[str, str]:
+    return {k: str(root / v) for k, v in {
+        "adapter": "adapter", "merged": "merged", "card": "README.md", "checkpoints": "checkpoints",
+        "metrics": "metrics.json", "loss": "loss.tsv", "plot": "loss.png"}.items()}
+
+
+@pytest.mark.slow
+def test_sft_learns_and_writes_outputs(tiny_base, data, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from atlas_forge import config
+    from atlas_forge.modeling import sft
+
+    p = sft_paths(tmp_path)
+    params = config.parse(sft.SftParams, SFT, "sft")
+    m = sft.run(params, str(tiny_base), data["train"], data["test"], p["adapter"], p["merged"], p["card"],
+                p["checkpoints"], p["metrics"], p["loss"], p["plot"])
+    # honest signal: held-out assistant-token loss drops after fine-tuning
+    assert m["eval_loss_sft"] < m["eval_loss_base"] - 0.1, m
+    assert m["steps"] == 24 and m["tokens"] > 0 and m["tokens_per_s"] > 0 and m["resumed_from"] is None
+    assert json.loads(Path(p["metrics"]).read_text()) == m
+    assert (Path(p["adapter"]) / "adapter_model.safetensors").exists()
+    assert (Path(p["merged"]) / "model.safetensors").exists()
+    assert Path(p["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = Path(p["loss"]).read_text().splitlines()
+    assert lines[0] == "step\tloss\teval_loss" and len(lines) >= 6
+    assert lines[1].startswith("0\t\t")  # the base model's held-out loss at step 0
+    card = Path(p["card"]).read_text()
+    assert "atlas-forge/tiny-gemma2" in card and io_sha(data["train"]) in card
+    merged = AutoModelForCausalLM.from_pretrained(p["merged"])
+    assert type(merged).__name__ == "Gemma2ForCausalLM"
+    assert not [k for k in merged.state_dict() if "lora" in k]
+
+
+def io_sha(path: str) -> str:
+    from atlas_forge.modeling import files_sha256
+
+    return files_sha256([path])
+
+
+def test_sft_rejects_system_rows_when_asked(tmp_path):
+    from atlas_forge.modeling.sft import load_chats
+
+    row = records.make_record("s", "k", "chat", [{"role": "user", "content": "سلام"},
+                                                 {"role": "assistant", "content": "لاباس"}], "ary_Arab")
+    row["messages"].insert(0, {"role": "system", "content": "x"})
+    df = records.from_rows([row])
+    path = tmp_path / "t.parquet"
+    df.write_parquet(path)  # validate() forbids the system role; write raw to test sft's own check
+    with pytest.raises(Exception, match="system"):
+        load_chats(str(path), "error")
+
+
+@pytest.mark.slow
+def test_sft_resumes_after_kill(tiny_base, data, tmp_path):
+    p = sft_paths(tmp_path)
+    params = {**SFT, "max_steps": 60, "save_steps": 3, "per_device_batch_size": 2, "logging_steps": 3}
+    cmd = [sys.executable, "-m", "atlas_forge", "sft", "--params", json.dumps(params),
+           "--base", str(tiny_base), "--train", data["train"], "--test", data["test"], "--threads", "1"]
+    for k, v in p.items():
+        cmd += [f"--{k}", v]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    ckpts = Path(p["checkpoints"])
+
+    with open(tmp_path / "run1.log", "w") as log1:
+        proc = subprocess.Popen(cmd, stdout=log1, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 80
+        while time.time() < deadline and proc.poll() is None:
+            if any((c / "trainer_state.json").exists() for c in ckpts.glob("checkpoint-*")):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "first run ended before a checkpoint could be interrupted"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not Path(p["metrics"]).exists() and not Path(p["adapter"]).exists()
+
+    run2 = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert run2.returncode == 0, run2.stderr[-3000:]
+    assert "resuming from checkpoint checkpoint-" in run2.stderr
+    m = json.loads(Path(p["metrics"]).read_text())
+    resumed = int(m["resumed_from"].removeprefix("checkpoint-"))
+    assert 0 < resumed < 60 and m["steps"] == 60 and m["steps_this_run"] == 60 - resumed
+    state = json.loads((ckpts / "checkpoint-60" / "trainer_state.json").read_text())
+    assert state["global_step"] == 60
+    assert (Path(p["adapter"]) / "adapter_model.safetensors").exists()
+    assert m["eval_loss_sft"] < m["eval_loss_base"]
