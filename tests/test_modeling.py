@@ -259,7 +259,7 @@ def test_sft_rejects_system_rows_when_asked(tmp_path):
 @pytest.mark.slow
 def test_sft_resumes_after_kill(tiny_base, data, tmp_path):
     p = sft_paths(tmp_path)
-    params = {**SFT, "max_steps": 60, "save_steps": 3, "per_device_batch_size": 2, "logging_steps": 3}
+    params = {**SFT, "max_steps": 30, "save_steps": 3, "per_device_batch_size": 2, "logging_steps": 3}
     cmd = [sys.executable, "-m", "atlas_forge", "sft", "--params", json.dumps(params),
            "--base", str(tiny_base), "--train", data["train"], "--test", data["test"], "--threads", "1"]
     for k, v in p.items():
@@ -284,8 +284,8 @@ def test_sft_resumes_after_kill(tiny_base, data, tmp_path):
     assert "resuming from checkpoint checkpoint-" in run2.stderr
     m = json.loads(Path(p["metrics"]).read_text())
     resumed = int(m["resumed_from"].removeprefix("checkpoint-"))
-    assert 0 < resumed < 60 and m["steps"] == 60 and m["steps_this_run"] == 60 - resumed
-    state = json.loads((ckpts / "checkpoint-60" / "trainer_state.json").read_text())
-    assert state["global_step"] == 60
+    assert 0 < resumed < 30 and m["steps"] == 30 and m["steps_this_run"] == 30 - resumed
+    state = json.loads((ckpts / "checkpoint-30" / "trainer_state.json").read_text())
+    assert state["global_step"] == 30
     assert (Path(p["adapter"]) / "adapter_model.safetensors").exists()
     assert m["eval_loss_sft"] < m["eval_loss_base"]

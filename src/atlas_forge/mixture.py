@@ -129,15 +129,62 @@ def params_sha256(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def reason_key(reasons: pl.Expr) -> pl.Expr:
+    """A reason without its row detail: "near_dedup: near duplicate (of 1a2b)" -> "near_dedup: near
+    duplicate", "duplicate key: f.csv:12" -> "duplicate key", "filtered: 1 != MA" kept whole."""
+    return (
+        reasons.fill_null("")
+        .str.replace(r"\s*\(.*\)$", "")
+        .str.replace(r"^(duplicate key|unparseable line|bad answer): .*$", "$1")
+    )
+
+
+def _reject_sources(paths: list[str]) -> dict[str, set[str]]:
+    """{phase: sources} named by reject paths data/reports/rejects/<phase>/<source>.parquet."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for p in paths:
+        p = Path(p)
+        out[p.parent.name].add(p.stem)
+    return out
+
+
 def build_card(
-    train: pl.DataFrame, test: pl.DataFrame, steps: dict, rejects: pl.DataFrame, files: dict, params: dict
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    steps: dict,
+    rejects: pl.DataFrame,
+    files: dict,
+    params: dict,
+    reject_files: list[str] | None = None,
 ) -> dict:
     reject_counts: dict = defaultdict(lambda: defaultdict(dict))
+    per_source: dict = defaultdict(lambda: {"train_rows": 0, "test_rows": 0, "rejected": {}})
+    # every source a reject table was given for appears, with 0 where nothing was rejected
+    for phase, srcs in _reject_sources(reject_files or []).items():
+        for src in srcs:
+            per_source[src]["rejected"].setdefault(phase, 0)
+            reject_counts[phase].setdefault(src, {})
     if rejects.height:
-        agg = rejects.group_by("phase", "source", "reason").len().sort("phase", "source", "reason")
+        agg = (
+            rejects.with_columns(reason_key(pl.col("reason")).alias("reason"))
+            .group_by("phase", "source", "reason")
+            .len()
+            .sort("phase", "source", "reason")
+        )
         for phase, source, reason, n in agg.iter_rows():
             reject_counts[phase][source][reason] = n
+            per_source[source]["rejected"][phase] = per_source[source]["rejected"].get(phase, 0) + n
+    for name, df in (("train", train), ("test", test)):
+        if df.height:
+            for source, n in df.group_by("source").len().iter_rows():
+                per_source[source][f"{name}_rows"] = n
+    for src, s in steps.items():
+        per_source[src]["weighting"] = s
+    sources = {
+        src: {**v, "rejected": dict(sorted(v["rejected"].items()))} for src, v in sorted(per_source.items())
+    }
     return {
+        "sources": sources,
         "token_count": "whitespace-separated words of all message contents",
         "splits": {
             name: {
@@ -149,7 +196,9 @@ def build_card(
             for name, df in (("train", train), ("test", test))
         },
         "weighting": steps,
-        "rejects": {p: {s: dict(r) for s, r in v.items()} for p, v in reject_counts.items()},
+        "rejects": {
+            p: {s: dict(r) for s, r in sorted(v.items())} for p, v in sorted(reject_counts.items())
+        },
         "rejects_total": rejects.height,
         "files_sha256": files,
         "params": params,
@@ -183,11 +232,23 @@ def card_markdown(card: dict) -> str:
         "| phase | source | reason | rows |",
         "|---|---|---|---:|",
     ]
-    for phase, by_source in card["rejects"].items():
-        for src, reasons in by_source.items():
+    for phase, by_source in sorted(card["rejects"].items()):
+        for src, reasons in sorted(by_source.items()):
+            if not reasons:
+                lines.append(f"| {phase} | {src} | (none) | 0 |")
             lines += [
                 f"| {phase} | {src} | {reason.replace('|', '/')} | {n} |" for reason, n in reasons.items()
             ]
+    lines += [
+        "",
+        "## Sources",
+        "",
+        "| source | train rows | test rows | rejected per phase |",
+        "|---|---:|---:|---|",
+    ]
+    for src, s in card.get("sources", {}).items():
+        rej = ", ".join(f"{p} {n}" for p, n in s["rejected"].items()) or "-"
+        lines.append(f"| {src} | {s['train_rows']} | {s['test_rows']} | {rej} |")
     lines += ["", "## Inputs", "", "| file | sha256 |", "|---|---|"]
     lines += [f"| {p} | `{h}` |" for p, h in card["files_sha256"].items()]
     lines += ["", f"params sha256: `{card['params_sha256']}`", ""]
@@ -200,7 +261,7 @@ def run_cli(args: argparse.Namespace) -> None:
     rejects = io.read_tables(args.rejects, PHASE, rejects=True)
     train, test, steps = build_mixture(tables, cfg)
     files = {str(p): sha256_file(p) for p in [*args.inputs, *args.rejects]}
-    card = build_card(train, test, steps, rejects, files, args.params)
+    card = build_card(train, test, steps, rejects, files, args.params, reject_files=list(args.rejects))
     io.write_table(train, args.train, PHASE)
     io.write_table(test, args.test, PHASE)
     io.write_json(card, args.card_json)

@@ -90,6 +90,16 @@ def split(df: pl.DataFrame, bad: dict[int, str]) -> tuple[pl.DataFrame, pl.DataF
     return df.filter(~mask), rejected
 
 
+def all_contents(df: pl.DataFrame) -> list[list[str]]:
+    """Every row's message contents (nulls as ""), without building row dicts."""
+    if not df.height:
+        return []
+    got = df.select(
+        pl.col("messages").list.eval(pl.element().struct.field("content").fill_null("")).alias("c")
+    )["c"].to_list()
+    return [c or [] for c in got]
+
+
 def contents(row: dict, role: str | None = None) -> list[str]:
     return [m["content"] or "" for m in row["messages"] or [] if role is None or m["role"] == role]
 

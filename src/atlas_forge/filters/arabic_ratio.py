@@ -9,14 +9,19 @@ from __future__ import annotations
 import polars as pl
 
 from atlas_forge import records
-from atlas_forge.filters import contents, split
+from atlas_forge.filters import split
 
 
 def target_lang(row: dict) -> str:
-    direction = records.load_meta(row["meta"]).get("direction")
+    return _target(row["meta"], row["lang"])
+
+
+def _target(meta: str | None, lang: str | None) -> str:
+    # most metas carry no direction: skip parsing those
+    direction = records.load_meta(meta).get("direction") if meta and '"direction"' in meta else None
     if isinstance(direction, str) and "->" in direction:
         return direction.split("->", 1)[1].strip()
-    return row["lang"] or ""
+    return lang or ""
 
 
 def _is_arabic(ch: str) -> bool:
@@ -35,10 +40,11 @@ def arabic_ratio(text: str) -> tuple[float, int]:
 
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
     bad = {}
-    for i, row in enumerate(df.iter_rows(named=True)):
-        if not target_lang(row).endswith("_Arab"):
+    cols = (df[c].to_list() for c in ("messages", "meta", "lang"))
+    for i, (msgs, meta, lang) in enumerate(zip(*cols, strict=True)):
+        if not _target(meta, lang).endswith("_Arab"):
             continue
-        for text in contents(row, "assistant"):
+        for text in (m["content"] or "" for m in msgs or [] if m["role"] == "assistant"):
             ratio, n_letters = arabic_ratio(text)
             if n_letters >= cfg.arabic_ratio_min_letters and ratio < cfg.min_arabic_ratio:
                 bad[i] = f"arabic_ratio: below {cfg.min_arabic_ratio} ({ratio:.2f})"

@@ -5,7 +5,9 @@ with a benchmark item text: every message content of the bench rows, plus their 
 (all languages of a translation item) and meta.choices (mcq). A text shorter than n words, on either
 side, is matched whole, as a run of consecutive words anywhere in the other side's text, when it has at
 least min_words words (shorter ones are labels and one-word choices, shared by design).
-Words are taken from normalize_arabic text, casefolded.
+Words are taken from normalize_arabic text, casefolded. Besides, a message whose whole normalized,
+casefolded content equals a bench text (user turn, meta text or choice) is dropped whatever its length (a one-word answer that is itself
+a benchmark item must not be trained on).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import polars as pl
 
 from atlas_forge import records
-from atlas_forge.filters import contents, split
+from atlas_forge.filters import all_contents, split
 
 _WORD = re.compile(r"\w+")
 
@@ -26,11 +28,38 @@ def words(text: str) -> list[str]:
     return _WORD.findall(normalize_arabic(text).casefold())
 
 
+def _norm_casefold(text: str) -> str:
+    from atlas_forge.textnorm import normalize_arabic
+
+    return normalize_arabic(text).casefold()
+
+
+def exact_texts(bench: pl.DataFrame, min_words: int) -> list[str]:
+    """Bench texts matched whole at any length: user turns, meta texts and choices; assistant turns
+    only from min_words words up (shorter ones are labels, shared by design)."""
+    out = []
+    for msgs, meta_s in zip(bench["messages"].to_list(), bench["meta"].to_list(), strict=True):
+        for m in msgs or []:
+            text = m["content"] or ""
+            if m["role"] == "user" or len(words(text)) >= min_words:
+                out.append(text)
+        meta = records.load_meta(meta_s)
+        texts = meta.get("texts")
+        if isinstance(texts, dict):
+            out.extend(v for v in texts.values() if isinstance(v, str))
+        choices = meta.get("choices")
+        if isinstance(choices, list):
+            out.extend(c for c in choices if isinstance(c, str))
+        elif isinstance(choices, dict):
+            out.extend(c for c in choices.values() if isinstance(c, str))
+    return out
+
+
 def bench_texts(bench: pl.DataFrame) -> list[str]:
     out = []
-    for row in bench.iter_rows(named=True):
-        out.extend(contents(row))
-        meta = records.load_meta(row["meta"])
+    for msgs, meta_s in zip(bench["messages"].to_list(), bench["meta"].to_list(), strict=True):
+        out.extend(m["content"] or "" for m in msgs or [])
+        meta = records.load_meta(meta_s)
         texts = meta.get("texts")
         if isinstance(texts, dict):
             out.extend(v for v in texts.values() if isinstance(v, str))
@@ -43,14 +72,15 @@ def bench_texts(bench: pl.DataFrame) -> list[str]:
 
 
 def _grams(w: list[str], k: int):
-    return (tuple(w[i:i + k]) for i in range(len(w) - k + 1))
+    # zip over k shifted views: every k-gram as a tuple, built in C
+    return zip(*(w[i:] for i in range(k)))
 
 
 def bench_index(bench: pl.DataFrame, n: int, min_words: int) -> tuple[dict[int, set], dict[int, set]]:
     """({k: every k-gram of the bench texts} for k in min_words..n, {k: whole bench texts of k < n words})."""
     grams: dict[int, set[tuple[str, ...]]] = {k: set() for k in range(min_words, n + 1)}
     short: dict[int, set[tuple[str, ...]]] = {}
-    for text in bench_texts(bench):
+    for text in dict.fromkeys(bench_texts(bench)):  # distinct texts: repeats add nothing
         w = words(text)
         for k in grams:
             grams[k].update(_grams(w, k))
@@ -60,14 +90,30 @@ def bench_index(bench: pl.DataFrame, n: int, min_words: int) -> tuple[dict[int, 
 
 
 def contaminated(text: str, index: tuple[dict, dict], n: int, min_words: int) -> tuple[str, ...] | None:
+    """The first shared n-gram (or whole short bench text) of `text`, in the order: n-grams by position,
+    then short bench texts by length and position; None when clean.
+
+    Every match is at least min_words long, so it starts with a bench min_words-gram: only those
+    positions are checked (a set lookup per word rejects almost every row at once).
+    """
     grams, short = index
     w = words(text)
     if len(w) < min_words:
         return None
     if len(w) < n and tuple(w) in grams[len(w)]:
         return tuple(w)
+    anchors = grams[min_words]
+    starts = [i for i, g in enumerate(_grams(w, min_words)) if g in anchors]
+    if not starts:
+        return None
     candidates = [(n, grams[n])] + [(k, s) for k, s in sorted(short.items()) if k <= len(w)]
-    return next((g for k, s in candidates for g in _grams(w, k) if g in s), None)
+    for k, s in candidates:
+        for i in starts:
+            if i + k <= len(w):
+                g = tuple(w[i:i + k])
+                if g in s:
+                    return g
+    return None
 
 
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -76,9 +122,17 @@ def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
     if key not in ctx.cache:
         ctx.cache[key] = bench_index(ctx.bench, n, min_words)
     index = ctx.cache[key]
+    if "bench_exact" not in ctx.cache:
+        from atlas_forge.textnorm import normalize_arabic
+
+        ctx.cache["bench_exact"] = {_norm_casefold(t) for t in exact_texts(ctx.bench, min_words)} - {""}
+    exact = ctx.cache["bench_exact"]
     bad = {}
-    for i, row in enumerate(df.iter_rows(named=True)):
-        for text in contents(row):
+    for i, texts in enumerate(all_contents(df)):
+        for text in texts:
+            if exact and _norm_casefold(text) in exact:
+                bad[i] = f"decontaminate: equals a benchmark item ({text[:80]})"
+                break
             hit = contaminated(text, index, n, min_words)
             if hit:
                 bad[i] = f"decontaminate: shares text with a benchmark item ({' '.join(hit)[:80]})"

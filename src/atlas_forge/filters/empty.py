@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from atlas_forge.filters import contents, split
+from atlas_forge.filters import all_contents, split
 
 
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
     bad = {}
-    for i, row in enumerate(df.iter_rows(named=True)):
-        texts = contents(row)
+    for i, texts in enumerate(all_contents(df)):
         if not texts:
             bad[i] = "empty: no messages"
         elif any(not t.strip() for t in texts):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from atlas_forge.filters import contents, split
+from atlas_forge.filters import all_contents, contents, split
 
 
 def row_text(row: dict) -> str:
@@ -15,14 +15,22 @@ def row_text(row: dict) -> str:
     return "\x1f".join(normalize_arabic(t) for t in contents(row))
 
 
+def row_texts(df: pl.DataFrame) -> list[str]:
+    """row_text of every row, without materializing row dicts."""
+    from atlas_forge.textnorm import normalize_arabic
+
+    return ["\x1f".join(normalize_arabic(t) for t in c) for c in all_contents(df)]
+
+
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
-    rows = list(df.iter_rows(named=True))
+    ids = df["id"].to_list()
+    texts = row_texts(df)
     first: dict[str, str] = {}
     bad = {}
-    for i in sorted(range(len(rows)), key=lambda i: rows[i]["id"]):
-        key = row_text(rows[i])
+    for i in sorted(range(len(ids)), key=ids.__getitem__):
+        key = texts[i]
         if key in first:
             bad[i] = f"exact_dedup: duplicate (of {first[key]})"
         else:
-            first[key] = rows[i]["id"]
+            first[key] = ids[i]
     return split(df, bad)

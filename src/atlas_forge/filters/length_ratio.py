@@ -33,11 +33,12 @@ def _prev_user(msgs: list[dict], j: int) -> str:
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
     hi = cfg.max_length_ratio
     bad = {}
-    for i, row in enumerate(df.iter_rows(named=True)):
-        if row["task"] not in TASKS:
+    cols = (df[c].to_list() for c in ("task", "messages", "meta"))
+    for i, (task, msgs, meta) in enumerate(zip(*cols, strict=True)):
+        if task not in TASKS:
             continue
-        msgs = row["messages"] or []
-        known = _source_text(records.load_meta(row["meta"]))
+        msgs = msgs or []
+        known = _source_text(records.load_meta(meta))
         answers = [(j, m["content"] or "") for j, m in enumerate(msgs) if m["role"] == "assistant"]
         if known is not None and len(answers) == 1:
             pairs, both_bounds = [(known, answers[0][1])], True

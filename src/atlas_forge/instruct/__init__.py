@@ -80,6 +80,7 @@ class Item:
     text: str
     answer: str
     choices: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()  # sentiment: canonical labels (offensive-language sets get own wording)
 
     @property
     def key(self) -> str:
@@ -91,6 +92,7 @@ def _items_of_row(row: dict, start: int, cfg: InstructConfig) -> list[Item]:
     base = {"origin": row["id"], "source": row["source"], "lang": row["lang"]}
     task = row["task"]
     out: list[tuple[str, str | None, str, str, tuple[str, ...]]] = []
+    labels: tuple[str, ...] = ()
     if task == "translation":
         texts = meta.get("texts", {})
         langs = [lang for lang in cfg.translation_langs if texts.get(lang)]
@@ -104,6 +106,7 @@ def _items_of_row(row: dict, start: int, cfg: InstructConfig) -> list[Item]:
         choices = templates.sentiment_choices(meta["labels"], cfg.sentiment_letters)
         answer = choices[meta["labels"].index(meta["label"])]
         out.append(("sentiment", None, row["messages"][0]["content"], answer, tuple(choices)))
+        labels = tuple(meta["labels"])
     elif task == "summarization":
         msgs = row["messages"]
         out.append(("summarization", None, msgs[0]["content"], msgs[1]["content"], ()))
@@ -112,7 +115,7 @@ def _items_of_row(row: dict, start: int, cfg: InstructConfig) -> list[Item]:
             f"instruct: no templates for task {task!r} (row {row['id']}, source {row['source']})"
         )
     return [
-        Item(start + i, task=t, direction=d, text=x, answer=a, choices=c, **base)
+        Item(start + i, task=t, direction=d, text=x, answer=a, choices=c, labels=labels, **base)
         for i, (t, d, x, a, c) in enumerate(out)
     ]
 
@@ -120,7 +123,7 @@ def _items_of_row(row: dict, start: int, cfg: InstructConfig) -> list[Item]:
 def _pick_template(cfg: InstructConfig, item: Item) -> tuple[str, str]:
     # seeded per item, so one row's wording does not shift when other rows change
     rng = random.Random(f"{cfg.seed}\x1ftemplate\x1f{item.key}")
-    options = templates.templates_for(item.task, item.direction)
+    options = templates.templates_for(item.task, item.direction, item.labels)
     tid = rng.choice(sorted(options))
     return tid, options[tid]
 

@@ -64,6 +64,19 @@ SENTIMENT_LABELS: dict[str, str] = {
     "negative": "سلبي",
     "neutral": "محايد",
     "mixed": "مخلط",
+    # OMCD (offensive-comment detection), asked like sentiment with its own wording (OFFENSIVE)
+    "offensive": "فيه سب ولا إساءة",
+    "not_offensive": "ما فيهش سب ولا إساءة",
+}
+
+# labels that make a sentiment-task row an offensive-language question
+OFFENSIVE_LABELS = frozenset({"offensive", "not_offensive"})
+
+OFFENSIVE: dict[str, str] = {
+    "off_1": "واش هاد التعليق فيه سب ولا كلام خايب؟\n{text}\n\nختار جواب واحد:\n{choices}",
+    "off_2": "قرا هاد التعليق وقول ليا واش فيه إساءة:\n{text}\n\n{choices}",
+    "off_3": "التعليق: {text}\n\nواش هاد التعليق مسيء؟\n{choices}",
+    "off_4": "صنف ليا هاد التعليق: واش فيه سب ولا لا؟\n{text}\n\nالاختيارات:\n{choices}",
 }
 
 # few-shot: the examples sit in the first user turn, before the real question
@@ -89,13 +102,13 @@ def sentiment_choices(labels: list[str], letters: list[str]) -> list[str]:
     return [f"{letter}. {label_name(label)}" for letter, label in zip(letters, labels, strict=False)]
 
 
-def templates_for(task: str, direction: str | None = None) -> dict[str, str]:
+def templates_for(task: str, direction: str | None = None, labels=None) -> dict[str, str]:
     if task == "translation":
         return TRANSLATION
     if task == "transliteration":
         return TRANSLITERATION[direction or ""]
     if task == "sentiment":
-        return SENTIMENT
+        return OFFENSIVE if labels and set(labels) & OFFENSIVE_LABELS else SENTIMENT
     if task == "summarization":
         return SUMMARIZATION
     raise ValueError(f"no instruction templates for task {task!r}")

@@ -29,6 +29,12 @@ def atomic_dir(path: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    swap_dir(tmp, path)
+
+
+def swap_dir(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Put the finished folder `tmp` at `path`, replacing what was there (old one renamed aside first)."""
+    tmp, path = Path(tmp), Path(path)
     old = path.parent / f".{path.name}.old-{os.getpid()}"
     if path.exists():
         os.replace(path, old)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from atlas_forge import config, io
-from atlas_forge.modeling import atomic_dir, files_sha256
+from atlas_forge.modeling import atomic_dir, files_sha256, swap_dir
 from atlas_forge.modeling.chat_template import prepare_messages
 
 log = logging.getLogger(__name__)
@@ -319,7 +319,8 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
     state = trainer.state
     runtime = time.perf_counter() - progress.t0
     tokens_run = state.num_input_tokens_seen - (progress.tokens0 or 0)
-    rows = loss_rows(state.log_history)
+    # the base model's held-out loss is step 0 of the curve (train() starts a fresh log history)
+    rows = loss_rows([{"step": 0, "eval_loss": eval_base}, *state.log_history])
     train_losses = [a for _, a, _ in rows if a is not None]
     metrics = {
         "train_loss": float(out.training_loss),
@@ -338,13 +339,21 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         "device": "cuda" if cuda else "cpu",
     }
 
-    with atomic_dir(adapter) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    merged_model = trainer.model.merge_and_unload()
-    with atomic_dir(merged) as tmp:
-        merged_model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    main = trainer.is_world_process_zero()
+    # adapter: Trainer.save_model gathers the LoRA weights under FSDP (collective), writes on rank 0 only
+    tmp_adapter = Path(adapter).parent / f".{Path(adapter).name}.tmp"
+    if main:
+        shutil.rmtree(tmp_adapter, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp_adapter))
+    if main:
+        tokenizer.save_pretrained(tmp_adapter)
+        swap_dir(tmp_adapter, adapter)
+    trainer.accelerator.wait_for_everyone()
+    if not main:
+        return metrics
+    # merged: the base reloaded on CPU plus the saved adapter (works the same after FSDP training)
+    merge(base, adapter, merged, tokenizer)
 
     mixture_sha = {"train": files_sha256([train]), "test": files_sha256([test])}
     write_loss_tsv(rows, loss_path)
@@ -353,6 +362,18 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
     io.write_json(metrics, metrics_path)
     log.info("sft done: %s", json.dumps(metrics))
     return metrics
+
+
+def merge(base: str, adapter: str, merged: str, tokenizer) -> None:
+    """Merge the LoRA adapter into the base weights; save as safetensors with the tokenizer."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, attn_implementation="eager", dtype="auto")
+    model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    with atomic_dir(merged) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
 
 
 def run_cli(args) -> None:
