@@ -7,13 +7,14 @@ rule base_model:
     output:
         directory("models/base"),
     params:
-        cfg=as_json(config["base_model"]),
+        cfg=phase_params("base_model"),
     log:
         "logs/base_model.log",
     threads: config["base_model"]["threads"]
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=res("base_model", "mem_mb", 4000),
+        runtime=res("base_model", "runtime", 60),
+        gpu=res("base_model", "gpu", 0),
     conda:
         "../envs/atlas-forge.yaml"
     shell:

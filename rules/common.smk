@@ -40,6 +40,16 @@ def code(*modules):
     )
 
 
+def phase_params(section):
+    """A section's params as the phase sees them: scheduling hints (resources) stay with Snakemake,
+    so moving a job to a bigger node does not rerun it."""
+    return as_json({k: v for k, v in config[section].items() if k not in ("resources", "launcher")})
+
+
+def res(section, key, default):
+    return config[section].get("resources", {}).get(key, default)
+
+
 def source_files(wildcards):
     """A source's files (a path may be a glob); a Hub dataset has none."""
     src = SOURCES[wildcards.source]

@@ -14,18 +14,19 @@ rule sft:
         loss="metrics/loss.tsv",
         plot="plots/loss.png",
     params:
-        cfg=as_json(config["sft"]),
+        cfg=phase_params("sft"),
         checkpoints="models/sft/checkpoints",
+        launcher=config["sft"].get("launcher", "python"),
     log:
         "logs/sft.log",
     threads: config["sft"]["threads"]
     resources:
-        mem_mb=8000,
-        runtime=120,
-        gpus=0,
+        mem_mb=res("sft", "mem_mb", 4000),
+        runtime=res("sft", "runtime", 60),
+        gpu=res("sft", "gpu", 0),
     conda:
         "../envs/atlas-forge.yaml"
     shell:
-        "python -m atlas_forge sft --params {params.cfg:q} --base {input.base} --train {input.train} --test {input.test} "
+        "{params.launcher} -m atlas_forge sft --params {params.cfg:q} --base {input.base} --train {input.train} --test {input.test} "
         "--adapter {output.adapter} --merged {output.merged} --card {output.card} --checkpoints {params.checkpoints} "
         "--metrics {output.metrics} --loss {output.loss} --plot {output.plot} --threads {threads} > {log} 2>&1"
