@@ -91,12 +91,15 @@ def replicate_corpora(dest: Path, factor: int, sources: list[dict]) -> None:
             body = rows[1:] if header else rows
             idx = {header.index(c) for c in cols if c in header} if header else {int(c) for c in cols}
             with open(out, "w", encoding="utf-8", newline="") as fh:
-                w = csv.writer(fh, delimiter=sep, quoting=quoting, escapechar="\\" if quoting == csv.QUOTE_NONE else None)
+                esc = "\\" if quoting == csv.QUOTE_NONE else None
+                w = csv.writer(fh, delimiter=sep, quoting=quoting, escapechar=esc)
                 if header:
                     w.writerow(header)
                 for c in range(factor):
                     for row in body:
-                        w.writerow([f"{v} r{c}" if c and i in idx and v.strip() else v for i, v in enumerate(row)])
+                        w.writerow(
+                            [f"{v} r{c}" if c and i in idx and v.strip() else v for i, v in enumerate(row)]
+                        )
 
 
 def run_phases(work: Path) -> dict:
@@ -178,12 +181,10 @@ def datasketch_loop(ids: list[str], texts: list[str], nd) -> dict[int, str]:
 
 
 def bench_near_dedup(source: str, max_rows: int) -> dict:
-    import polars as pl
 
     from atlas_forge import io
-    from atlas_forge.filters import Context, FilterConfig
-    from atlas_forge.filters import exact_dedup, near_dedup
     from atlas_forge.config import parse
+    from atlas_forge.filters import Context, FilterConfig, exact_dedup, near_dedup
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["filter"]
     cfg = parse(FilterConfig, params, "filter")
@@ -201,7 +202,7 @@ def bench_near_dedup(source: str, max_rows: int) -> dict:
     t_ref = time.perf_counter() - t0
     pairs_ours = {(ids[i], k) for i, k in ours.items()}
     pairs_ref = {(ids[i], k) for i, k in ref.items()}
-    agree = len(pairs_ours & pairs_ref) / max(len(pairs_ref), 1)
+    agree = len(pairs_ours & pairs_ref) / len(pairs_ref) if pairs_ref else float(pairs_ours == pairs_ref)
     return {
         "source": source,
         "rows": len(ids),
@@ -228,7 +229,8 @@ def main() -> None:
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     results["machine"] = {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()}
     if not (ROOT / f"data/interim/instructions/{args.dedup_source}.parquet").exists():
-        print("near-dedup: build the corpora config first (snakemake instruct --configfile configs/corpora.yaml)")
+        print("near-dedup: build the corpora config first "
+              "(snakemake instruct --configfile configs/corpora.yaml)")
     else:
         results["near_dedup"] = bench_near_dedup(args.dedup_source, args.dedup_rows)
         print(json.dumps({"near_dedup": results["near_dedup"]}, indent=2))

@@ -49,7 +49,8 @@ def built(tmp_path_factory) -> Path:
     work = copy_project(base / "main")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "mixture", "--cores", "2", "--configfile", "configs/corpora.yaml"],
+        [sys.executable, "-m", "snakemake", "mixture", "--cores", "2",
+         "--configfile", "configs/corpora.yaml"],
         cwd=work, env=env, capture_output=True, text=True, timeout=900,
     )
     assert run.returncode == 0, run.stderr[-4000:]
@@ -88,7 +89,9 @@ def test_source_mappings(built):
 
 
 def test_no_benchmark_text_in_mixture(built):
-    mix = pl.concat([pl.read_parquet(built / f"data/processed/mixture/{p}.parquet") for p in ("train", "test")])
+    mix = pl.concat(
+        [pl.read_parquet(built / f"data/processed/mixture/{p}.parquet") for p in ("train", "test")]
+    )
     mixture = {normalize_arabic(t) for t in _contents(mix)} - {""}
     for bench_path in sorted((built / "data/interim/split").glob("*/bench.parquet")):
         bench = pl.read_parquet(bench_path)

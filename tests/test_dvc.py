@@ -177,7 +177,7 @@ def test_exp_run_and_show(dvc_built):
     metrics = data["metrics"]
     assert metrics["results/scores.json"]["data"], metrics
     assert metrics["metrics/train.json"]["data"], metrics
-    baseline = [row for row in found if row.get("name") == "main"]
+    baseline = [row for row in found if row.get("rev") != "workspace" and row.get("name") != "lora-r4"]
     assert baseline, [(row.get("rev"), row.get("name")) for row in found]
     base_data = baseline[0]["data"]
     assert base_data["params"]["params.yaml"]["data"]["sft"]["lora"]["r"] != 4

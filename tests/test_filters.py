@@ -185,3 +185,23 @@ def test_cli(tmp_path, monkeypatch):
     first = (tmp_path / "out.parquet").read_bytes()
     assert main(argv) == 0
     assert (tmp_path / "out.parquet").read_bytes() == first
+
+
+def test_near_dedup_signatures_and_bands_equal_datasketch():
+    import numpy as np
+    from datasketch import MinHash, MinHashLSH
+
+    from atlas_forge.filters import near_dedup
+
+    texts = ["", "abc", "abcde", "abcdef", "ﻻ ab  c", "ترجم ليا هاد الجملة للدارجة:\nthe cat sat on the mat",
+             "السلام عليكم، كيداير؟ " * 5, "x" * 40]
+    for n, perm, seed in ((5, 64, 1), (7, 32, 3), (2, 16, 0)):
+        sig = near_dedup.signatures(texts, n, perm, seed)
+        for text, row in zip(texts, sig, strict=True):
+            m = MinHash(num_perm=perm, seed=seed)
+            m.update_batch([s.encode() for s in near_dedup.shingles(text, n)])
+            assert np.array_equal(m.hashvalues, row), (text, n)
+    for threshold in (0.5, 0.8, 0.85, 0.9):
+        for perm in (32, 64, 128):
+            expected = list(MinHashLSH(threshold=threshold, num_perm=perm).hashranges)
+            assert near_dedup.lsh_bands(threshold, perm) == expected

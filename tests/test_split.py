@@ -79,3 +79,12 @@ def test_cli_byte_identical(tmp_path):
         + pl.read_parquet(tmp_path / "a_bench.parquet").height
         == 50
     )
+
+
+def test_normalize_arabic_equals_reference():
+    from atlas_forge.textnorm import normalize_arabic, normalize_arabic_reference
+
+    samples = ["", "  ", "\x1c a\u00a0b \u2003c\x1f", "ﻻ ﷲ ﺍﻟﺴﻼﻡ", "أإآىة\u0640\u064b\u0652 كَتَبَ",
+               "Hello\tWorld\n", "مَرْحَبًا   بِكُمْ"]
+    for s in samples:
+        assert normalize_arabic(s) == normalize_arabic_reference(s), repr(s)

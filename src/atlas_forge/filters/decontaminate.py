@@ -5,9 +5,9 @@ with a benchmark item text: every message content of the bench rows, plus their 
 (all languages of a translation item) and meta.choices (mcq). A text shorter than n words, on either
 side, is matched whole, as a run of consecutive words anywhere in the other side's text, when it has at
 least min_words words (shorter ones are labels and one-word choices, shared by design).
-Words are taken from normalize_arabic text, casefolded. Besides, a message whose whole normalized,
-casefolded content equals a bench text (user turn, meta text or choice) is dropped whatever its length (a one-word answer that is itself
-a benchmark item must not be trained on).
+Words are taken from normalize_arabic text, casefolded. Besides, a message whose whole
+normalized, casefolded content equals a bench text (user turn, meta text or choice) is dropped
+whatever its length (a one-word answer that is itself a benchmark item must not be trained on).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def bench_texts(bench: pl.DataFrame) -> list[str]:
 
 def _grams(w: list[str], k: int):
     # zip over k shifted views: every k-gram as a tuple, built in C
-    return zip(*(w[i:] for i in range(k)))
+    return zip(*(w[i:] for i in range(k)))  # noqa: B905 (shorter views end it)
 
 
 def bench_index(bench: pl.DataFrame, n: int, min_words: int) -> tuple[dict[int, set], dict[int, set]]:
@@ -123,7 +123,6 @@ def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
         ctx.cache[key] = bench_index(ctx.bench, n, min_words)
     index = ctx.cache[key]
     if "bench_exact" not in ctx.cache:
-        from atlas_forge.textnorm import normalize_arabic
 
         ctx.cache["bench_exact"] = {_norm_casefold(t) for t in exact_texts(ctx.bench, min_words)} - {""}
     exact = ctx.cache["bench_exact"]

@@ -15,7 +15,7 @@ one permutation table and one hash per shingle per row (bench/data_phases.py mea
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import polars as pl
@@ -142,7 +142,7 @@ def signatures(texts: list[str], ngram: int, num_perm: int, seed: int) -> np.nda
     return np.ascontiguousarray(sig.T)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _nodes(m: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(m)
 
@@ -161,8 +161,8 @@ def lsh_bands(threshold: float, num_perm: int) -> list[tuple[int, int]]:
     best, opt = float("inf"), (0, 0)
     for b in range(1, num_perm + 1):
         for r in range(1, num_perm // b + 1):
-            fp = _integral(lambda s: 1 - (1 - s**r) ** b, 0.0, threshold, b * r)
-            fn = _integral(lambda s: (1 - s**r) ** b, threshold, 1.0, b * r)
+            fp = _integral(lambda s, b=b, r=r: 1 - (1 - s**r) ** b, 0.0, threshold, b * r)
+            fn = _integral(lambda s, b=b, r=r: (1 - s**r) ** b, threshold, 1.0, b * r)
             err = 0.5 * fp + 0.5 * fn
             if err < best:
                 best, opt = err, (b, r)
