@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install pipeline test lint clean dry-run corpora
+.PHONY: install pipeline test lint clean dry-run corpora pull
 
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU build; unpinned it would pull CUDA (GBs)
 $(VENV)/.installed: pyproject.toml
@@ -26,6 +26,11 @@ pipeline: install
 
 corpora: install
 	$(PY) -m snakemake --cores $(CORES) --configfile configs/corpora.yaml mixture
+
+# fetch the exact artifacts in dvc.lock, then let Snakemake adopt them (DVC does not keep file times)
+pull: install
+	$(VENV)/bin/dvc pull
+	$(PY) -m snakemake --cores $(CORES) --touch
 
 dry-run: install
 	$(PY) -m snakemake -n --cores $(CORES)
