@@ -25,7 +25,7 @@ pipeline: install
 	$(PY) -m snakemake --cores $(CORES)
 
 corpora: install
-	$(PY) -m snakemake --cores $(CORES) --configfile configs/corpora.yaml mixture
+	$(PY) -m snakemake mixture --cores $(CORES) --configfile configs/corpora.yaml
 
 # fetch the exact artifacts in dvc.lock, then let Snakemake adopt them (DVC does not keep file times)
 pull: install

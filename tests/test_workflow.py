@@ -31,7 +31,7 @@ def test_paper_configs_plan(overlay):
 
 @pytest.mark.skipif(not CORPORA.exists(), reason="../shared/corpora not present")
 def test_corpora_config_plans_every_corpus():
-    run = _smk("-n", "--cores", "1", "--configfile", "configs/corpora.yaml", "mixture")
+    run = _smk("mixture", "-n", "--cores", "1", "--configfile", "configs/corpora.yaml")
     assert run.returncode == 0, run.stderr[-3000:]
     for source in ("doda_sentences", "nllb_seed", "marsum", "mac", "myc", "msac", "elecmorocco2016", "omcd",
                    "qadi_ma"):
