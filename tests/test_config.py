@@ -21,7 +21,8 @@ class Sft:
 
 
 def test_parses_nested_and_coerces_int_to_float():
-    cfg = parse(Sft, {"lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj"]}, "weights": {"a": 2}}, "sft")
+    data = {"lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj"]}, "weights": {"a": 2}}
+    cfg = parse(Sft, data, "sft")
     assert cfg.lora.r == 8 and cfg.lora.alpha == 16.0 and isinstance(cfg.lora.alpha, float)
     assert cfg.weights == {"a": 2.0}
 

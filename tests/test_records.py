@@ -40,7 +40,8 @@ def test_missing_column_names_file_column_and_phase(tmp_path):
 def test_wrong_type_is_reported_on_read(tmp_path):
     bad = records.from_rows(_rows()).with_columns(pl.lit(3).alias("meta"))
     bad.write_parquet(tmp_path / "bad.parquet")
-    with pytest.raises(records.RecordSchemaError, match=r"bad.parquet: column 'meta' has type Int32.*phase: split"):
+    expected = r"bad.parquet: column 'meta' has type Int32.*phase: split"
+    with pytest.raises(records.RecordSchemaError, match=expected):
         io.read_table(tmp_path / "bad.parquet", "split")
 
 

@@ -46,7 +46,8 @@ PHASES: dict[str, tuple[str, str, list[tuple[str, dict]]]] = {
     "filter": (
         "atlas_forge.filters",
         "run the configured quality steps; every dropped row gets a reason",
-        [("--input", {"required": True, **PATH}), ("--bench", {"help": "benchmark sets to decontaminate against", **PATHS}),
+        [("--input", {"required": True, **PATH}),
+         ("--bench", {"help": "benchmark sets to decontaminate against", **PATHS}),
          ("--out", {"required": True, **PATH}), ("--rejects", {"required": True, **PATH}),
          ("--report", {"help": "per-step, per-reason counts as JSON", **PATH})],
     ),

@@ -303,8 +303,9 @@ def run_cli(args: argparse.Namespace) -> None:
     df = io.read_table(args.input, PHASE)
     table, counts = build_instructions(df, cfg)
     rejected = rows_without_items(df, table)
-    if rejected.height != counts["rows_without_items"]:
-        raise RuntimeError(f"instruct: {rejected.height} rejects but {counts['rows_without_items']} rows unused")
+    unused = counts["rows_without_items"]
+    if rejected.height != unused:
+        raise RuntimeError(f"instruct: {rejected.height} rejects but {unused} rows unused")
     io.write_table(table, args.out, PHASE)
     io.write_table(rejected, args.rejects, PHASE, rejects=True)
     log.info("%s: %s", args.input, counts)
