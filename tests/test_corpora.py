@@ -134,7 +134,7 @@ def test_fine_tuning_on_corpora_lowers_held_out_loss(built):
         "mixture": {"caps": caps},
         "base_model": {"pretrain": {"steps": 60, "batch_size": 16, "max_length": 128,
                                     "learning_rate": 0.002}},
-        "sft": {"epochs": 1},
+        "sft": {"max_steps": -1, "epochs": 1},
     }))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     run = subprocess.run(
