@@ -7,7 +7,8 @@ from snakemake.utils import validate
 
 validate(config, "schemas/params.schema.yaml")
 
-SOURCES = {s["id"]: s for s in config["ingest"]["sources"]}
+# extra_sources / extra_tasks let an overlay add to the lists instead of replacing them
+SOURCES = {s["id"]: s for s in config["ingest"]["sources"] + config["ingest"].get("extra_sources", [])}
 # benchmark sets come from native sources (DarijaBench way) and from eval-only sources
 SPLIT_SOURCES = [s for s, c in SOURCES.items() if c["role"] in ("native", "eval")]
 NATIVE = [s for s, c in SOURCES.items() if c["role"] == "native"]
@@ -17,7 +18,7 @@ EVAL_CHAT = [s for s, c in SOURCES.items() if c["role"] == "eval_chat"]
 RAW = [s for s, c in SOURCES.items() if c["role"] == "raw"]
 TRAIN_SOURCES = NATIVE + CHAT
 MODELS = list(config["evaluate"]["models"])
-TASKS = {t["name"]: t for t in config["evaluate"]["tasks"]}
+TASKS = {t["name"]: t for t in config["evaluate"]["tasks"] + config["evaluate"].get("extra_tasks", [])}
 MODEL_DIRS = {"base": "models/base", "sft": "models/sft/merged"}
 
 

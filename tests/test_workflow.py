@@ -29,6 +29,15 @@ def test_paper_configs_plan(overlay):
     assert "sft" in run.stdout
 
 
+def test_hub_benchmark_overlay_adds_to_sources():
+    run = _smk("-n", "--cores", "1", "--configfile", "configs/darija-benchmarks-hf.yaml")
+    assert run.returncode == 0, run.stderr[-3000:]
+    # extra_sources add to the default's sources instead of replacing them
+    for source in ("darija_mmlu_accounting", "sample_pairs"):
+        assert f"source={source}" in run.stdout, source
+    assert "task=darija_mmlu" in run.stdout
+
+
 @pytest.mark.skipif(not CORPORA.exists(), reason="../shared/corpora not present")
 def test_corpora_config_plans_every_corpus():
     run = _smk("mixture", "-n", "--cores", "1", "--configfile", "configs/corpora.yaml")
