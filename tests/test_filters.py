@@ -205,3 +205,24 @@ def test_near_dedup_signatures_and_bands_equal_datasketch():
         for perm in (32, 64, 128):
             expected = list(MinHashLSH(threshold=threshold, num_perm=perm).hashranges)
             assert near_dedup.lsh_bands(threshold, perm) == expected
+
+
+def test_near_dedup_chunked_and_unpackable_signatures_equal_datasketch(monkeypatch):
+    """Many small chunks (shingles shared across chunks, rows at chunk edges), emoji (4-byte UTF-8),
+    and an alphabet too large to pack n code points into 64 bits: still datasketch's signatures."""
+    import numpy as np
+    from datasketch import MinHash
+
+    from atlas_forge.filters import near_dedup
+
+    base = ["السلام عليكم، كيداير؟ 😀 ça va", "abc", "the cat sat on the mat", "ﻻ ab  c", "x" * 30]
+    texts = [f"{t} {i % 7}" for i in range(60) for t in base[i % len(base):][:1]] + ["", "ab"]
+    monkeypatch.setattr(near_dedup, "_CHUNK_CHARS", 64)
+    monkeypatch.setattr(near_dedup, "_BLOCK", 16)
+    wide = texts + ["".join(chr(0x4E00 + i) for i in range(k, k + 40)) for k in range(0, 20000, 40)]
+    for batch, n in ((texts, 5), (wide, 5), (texts, 13)):
+        sig = near_dedup.signatures(batch, n, 32, 1)
+        for text, row in zip(batch, sig, strict=True):
+            m = MinHash(num_perm=32, seed=1)
+            m.update_batch([s.encode() for s in near_dedup.shingles(text, n)])
+            assert np.array_equal(m.hashvalues, row), (text, n)

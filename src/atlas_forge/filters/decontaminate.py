@@ -96,8 +96,11 @@ def contaminated(text: str, index: tuple[dict, dict], n: int, min_words: int) ->
     Every match is at least min_words long, so it starts with a bench min_words-gram: only those
     positions are checked (a set lookup per word rejects almost every row at once).
     """
+    return _contaminated_words(words(text), index, n, min_words)
+
+
+def _contaminated_words(w: list[str], index: tuple[dict, dict], n: int, min_words: int):
     grams, short = index
-    w = words(text)
     if len(w) < min_words:
         return None
     if len(w) < n and tuple(w) in grams[len(w)]:
@@ -129,10 +132,11 @@ def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
     bad = {}
     for i, texts in enumerate(all_contents(df)):
         for text in texts:
-            if exact and _norm_casefold(text) in exact:
+            norm = _norm_casefold(text)  # once per text: both checks read it
+            if exact and norm in exact:
                 bad[i] = f"decontaminate: equals a benchmark item ({text[:80]})"
                 break
-            hit = contaminated(text, index, n, min_words)
+            hit = _contaminated_words(_WORD.findall(norm), index, n, min_words)
             if hit:
                 bad[i] = f"decontaminate: shares text with a benchmark item ({' '.join(hit)[:80]})"
                 break

@@ -33,4 +33,17 @@ def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
             bad[i] = f"exact_dedup: duplicate (of {first[key]})"
         else:
             first[key] = ids[i]
-    return split(df, bad)
+    kept, rejected = split(df, bad)
+    # near_dedup reads the same row texts: hand them over instead of normalizing every row again
+    if ctx is not None:
+        ctx.cache["row_texts"] = ([ids[i] for i in range(len(ids)) if i not in bad],
+                                  [texts[i] for i in range(len(ids)) if i not in bad])
+    return kept, rejected
+
+
+def cached_row_texts(df: pl.DataFrame, ctx) -> list[str]:
+    """row_texts(df), from the cache exact_dedup leaves when df is exactly its output."""
+    got = ctx.cache.pop("row_texts", None) if ctx is not None else None
+    if got is not None and got[0] == df["id"].to_list():
+        return got[1]
+    return row_texts(df)

@@ -38,7 +38,9 @@ def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
         if task not in TASKS:
             continue
         msgs = msgs or []
-        known = _source_text(records.load_meta(meta))
+        # only a meta naming source_text or texts can carry the source: skip parsing the others
+        has_source = meta and ('"source_text"' in meta or '"texts"' in meta)
+        known = _source_text(records.load_meta(meta)) if has_source else None
         answers = [(j, m["content"] or "") for j, m in enumerate(msgs) if m["role"] == "assistant"]
         if known is not None and len(answers) == 1:
             pairs, both_bounds = [(known, answers[0][1])], True

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from atlas_forge.filters import split
-from atlas_forge.filters.exact_dedup import row_texts
+from atlas_forge.filters.exact_dedup import cached_row_texts
 
 # flat shingle entries per vectorized block: bounds the (entries x num_perm) temporary
 _BLOCK = 1 << 17
@@ -65,81 +65,152 @@ def _sha1_32(texts) -> np.ndarray:
     )
 
 
-def _entry_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(hash of every shingle occurrence, row offsets into it): rows in order, each row's shingles
-    contiguous. Shingles are found on code points with numpy and hashed once per distinct shingle."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    texts = [" ".join(t.split()) for t in texts]
-    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    long_rows = lengths > n
-    counts = np.where(long_rows, lengths - n + 1, 1)
-    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    entries = np.empty(int(offsets[-1]), dtype=np.uint32)
-    is_long = np.repeat(long_rows, counts)
-    # a text no longer than n is one shingle: itself
-    entries[~is_long] = _sha1_32(t for t, lg in zip(texts, long_rows.tolist(), strict=True) if not lg)
-    if long_rows.any():
-        long_texts = [t for t, lg in zip(texts, long_rows.tolist(), strict=True) if lg]
-        cps = np.frombuffer("".join(long_texts).encode("utf-32-le"), dtype=np.uint32)
-        long_lengths = lengths[long_rows]
-        long_counts = long_lengths - n + 1
-        cp_start = np.zeros(long_lengths.size, dtype=np.int64)
-        np.cumsum(long_lengths[:-1], out=cp_start[1:])
-        first_entry = np.zeros(long_counts.size, dtype=np.int64)
-        np.cumsum(long_counts[:-1], out=first_entry[1:])
-        total = int(long_counts.sum())
-        starts = np.repeat(cp_start - first_entry, long_counts) + np.arange(total, dtype=np.int64)
-        inverse, first = _factorize(sliding_window_view(cps, n), starts)
-        distinct = (cps[i:i + n].tobytes().decode("utf-32-le") for i in first.tolist())
-        entries[is_long] = _sha1_32(distinct)[inverse]
-    return entries, offsets
+def _sha1_32_packed(buf: bytes, bounds: np.ndarray) -> np.ndarray:
+    """sha1_hash32 of buf[bounds[i]:bounds[i + 1]] for each i: one encoded buffer, no str per shingle."""
+    sha1, mv = hashlib.sha1, memoryview(buf)
+    b = bounds.tolist()
+    digests = b"".join([sha1(mv[lo:hi]).digest()[:4] for lo, hi in zip(b[:-1], b[1:])])  # noqa: B905
+    return np.frombuffer(digests, dtype="<u4").astype(np.uint32)
 
 
-def _factorize(windows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct-shingle index of each start, code-point start of each distinct shingle).
+class _Alphabet:
+    """Dense codes 1..A for the code points of the table, so a shingle of n code points packs into one
+    uint64 key (n * bits <= 64): distinct shingles are then found by a plain integer sort."""
 
-    Code points fit 21 bits, so three pack losslessly into one uint64; the packed columns are folded
-    into one dense code by repeated np.unique (a plain integer sort, much faster than np.unique on
-    n*4-byte void keys or a lexsort)."""
-    n = windows.shape[1]
-    code = None
-    for j in range(0, n, 3):
-        col = np.zeros(starts.size, dtype=np.uint64)
-        for c in range(j, min(j + 3, n)):
-            col = (col << np.uint64(21)) | windows[starts, c].astype(np.uint64)
-        _, inv = np.unique(col, return_inverse=True)
-        inv = inv.ravel().astype(np.int64)
-        if code is None:
-            code = inv
-        else:
-            _, code = np.unique(code * (int(inv.max()) + 1) + inv, return_inverse=True)
-            code = code.ravel().astype(np.int64)
-    # codes are dense (np.unique inverses); any occurrence of a code stands for its shingle
-    first = np.empty(int(code.max()) + 1 if code.size else 0, dtype=np.int64)
-    first[code] = starts
-    return code, first
+    def __init__(self, texts: list[str], n: int):
+        present = np.zeros(0x110000, dtype=bool)
+        for lo, hi in _chunks([len(t) for t in texts]):
+            present[np.frombuffer("".join(texts[lo:hi]).encode("utf-32-le"), dtype=np.uint32)] = True
+        cps = np.flatnonzero(present).astype(np.uint32)
+        self.bits = max(int(len(cps)).bit_length(), 1)
+        self.packable = self.bits * n <= 64
+        self.lut = np.zeros(0x110000, dtype=np.uint64)
+        self.lut[cps] = np.arange(1, cps.size + 1, dtype=np.uint64)
+        self.inv = np.concatenate([np.zeros(1, dtype=np.uint32), cps])
+        self.n = n
+
+    def keys(self, long_texts: list[str]) -> np.ndarray:
+        """The packed key of every shingle occurrence of texts longer than n, rows in order."""
+        n, bits = self.n, np.uint64(self.bits)
+        if not long_texts:
+            return np.empty(0, dtype=np.uint64)
+        codes = self.lut[np.frombuffer("".join(long_texts).encode("utf-32-le"), dtype=np.uint32)]
+        lengths = np.fromiter(map(len, long_texts), dtype=np.int64, count=len(long_texts))
+        counts = lengths - n + 1
+        cp_start = np.zeros(lengths.size, dtype=np.int64)
+        np.cumsum(lengths[:-1], out=cp_start[1:])
+        first = np.zeros(counts.size, dtype=np.int64)
+        np.cumsum(counts[:-1], out=first[1:])
+        starts = np.repeat(cp_start - first, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+        # pack every window of the concatenation with contiguous slices, then keep the in-row ones
+        m = codes.size - n + 1
+        key = codes[:m].copy()
+        for j in range(1, n):
+            key <<= bits
+            key |= codes[j:j + m]
+        return key[starts]
+
+    def hashes(self, keys: np.ndarray) -> np.ndarray:
+        """sha1_hash32 of the UTF-8 bytes of the shingle each key stands for."""
+        n, mask = self.n, np.uint64((1 << self.bits) - 1)
+        cols = np.empty((keys.size, n), dtype=np.uint32)
+        for j in range(n):
+            cols[:, j] = self.inv[((keys >> np.uint64(self.bits * (n - 1 - j))) & mask).astype(np.int64)]
+        utf8_len = 1 + (cols >= 0x80).astype(np.int64) + (cols >= 0x800) + (cols >= 0x10000)
+        bounds = np.zeros(keys.size + 1, dtype=np.int64)
+        np.cumsum(utf8_len.sum(axis=1), out=bounds[1:])
+        buf = cols.tobytes().decode("utf-32-le").encode()
+        return _sha1_32_packed(buf, bounds)
+
+
+# rows per chunk: every per-shingle array lives for one chunk only
+_CHUNK_CHARS = 1 << 21
+
+
+def _chunks(lengths: list[int]):
+    start, total = 0, 0
+    for i, ln in enumerate(lengths):
+        total += ln + 1
+        if total >= _CHUNK_CHARS:
+            yield start, i + 1
+            start, total = i + 1, 0
+    if start < len(lengths):
+        yield start, len(lengths)
+
+
+def _signature_rows(hv: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
+                    out: np.ndarray) -> None:
+    """out[r] = min over the row's premixed shingle hashes of a * h + b (mod 2^32), per permutation."""
+    rows = offsets.size - 1
+    start = 0
+    with np.errstate(over="ignore"):
+        while start < rows:
+            # rows [start, stop) with about _BLOCK shingles in all (at least one row)
+            stop = int(np.searchsorted(offsets, offsets[start] + _BLOCK, side="right")) - 1
+            stop = min(max(stop, start + 1), rows)
+            lo, hi = offsets[start], offsets[stop]
+            phv = np.multiply.outer(a, hv[lo:hi])  # (num_perm, shingles): reduceat along rows is fast
+            phv += b[:, None]
+            out[start:stop] = np.minimum.reduceat(phv, offsets[start:stop] - lo, axis=1).T
+            start = stop
 
 
 def signatures(texts: list[str], ngram: int, num_perm: int, seed: int) -> np.ndarray:
     """(rows, num_perm) MinHash signatures, equal to datasketch MinHash(num_perm, seed).update_batch
-    over each text's shingles."""
+    over each text's shingles.
+
+    Two passes over row chunks (about _CHUNK_CHARS code points each), so memory is bounded by a chunk
+    plus the table's distinct shingles: (1) pack each shingle occurrence into a uint64 key and collect
+    the distinct keys; hash each distinct shingle once (sha1_hash32, premixed); (2) repack, look the
+    keys up by binary search, and min-reduce the seeded permutations row by row."""
     a, b = permutations(num_perm, seed)
-    entries, offsets = _entry_hashes(texts, ngram)
-    hv = _fmix32(entries)
-    sig = np.empty((num_perm, len(texts)), dtype=np.uint32)
-    start = 0
-    with np.errstate(over="ignore"):
-        while start < len(texts):
-            # rows [start, stop) with about _BLOCK shingles in all (at least one row)
-            stop = int(np.searchsorted(offsets, offsets[start] + _BLOCK, side="right")) - 1
-            stop = min(max(stop, start + 1), len(texts))
-            lo, hi = offsets[start], offsets[stop]
-            phv = a[:, None] * hv[None, lo:hi] + b[:, None]
-            sig[:, start:stop] = np.minimum.reduceat(phv, offsets[start:stop] - lo, axis=1)
-            start = stop
-    return np.ascontiguousarray(sig.T)
+    n = ngram
+    texts = [" ".join(t.split()) for t in texts]
+    lengths = [len(t) for t in texts]
+    alpha = _Alphabet(texts, n)
+    sig = np.empty((len(texts), num_perm), dtype=np.uint32)
+    if not alpha.packable:  # a huge alphabet or long shingles: hash shingle strings per chunk
+        for lo, hi in _chunks(lengths):
+            _signature_chunk_strings(texts[lo:hi], n, a, b, sig[lo:hi])
+        return sig
+    chunks = list(_chunks(lengths))
+    distinct = [_distinct(alpha.keys([t for t in texts[lo:hi] if len(t) > n])) for lo, hi in chunks]
+    keys = _distinct(np.concatenate(distinct)) if distinct else np.empty(0, dtype=np.uint64)
+    key_hv = _fmix32(alpha.hashes(keys))
+    for (lo, hi), chunk_keys in zip(chunks, distinct, strict=True):
+        chunk = texts[lo:hi]
+        long_rows = np.fromiter((len(t) > n for t in chunk), dtype=bool, count=len(chunk))
+        chunk_lengths = np.fromiter(map(len, chunk), dtype=np.int64, count=len(chunk))
+        counts = np.where(long_rows, chunk_lengths - n + 1, 1)
+        offsets = np.zeros(len(chunk) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        hv = np.empty(int(offsets[-1]), dtype=np.uint32)
+        is_long = np.repeat(long_rows, counts)
+        # a text no longer than n is one shingle: itself
+        hv[~is_long] = _fmix32(_sha1_32(t for t in chunk if len(t) <= n))
+        if long_rows.any():
+            # look up in the chunk's own distinct keys (small, cache-friendly), then map those
+            chunk_hv = key_hv[np.searchsorted(keys, chunk_keys)]
+            hv[is_long] = chunk_hv[np.searchsorted(chunk_keys, alpha.keys([t for t in chunk if len(t) > n]))]
+        _signature_rows(hv, offsets, a, b, sig[lo:hi])
+    return sig
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct keys (a plain sort: np.unique's hash path is slower on uint64 here)."""
+    keys = np.sort(keys)
+    if keys.size:
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    return keys
+
+
+def _signature_chunk_strings(chunk: list[str], n: int, a, b, out: np.ndarray) -> None:
+    rows = [list(shingles(t, n)) for t in chunk]
+    counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    hv = _fmix32(_sha1_32(s for r in rows for s in r))
+    _signature_rows(hv, offsets, a, b, out)
 
 
 @cache
@@ -176,25 +247,31 @@ def near_duplicates(ids: list[str], texts: list[str], nd) -> dict[int, str]:
         return {}
     sig = signatures(texts, nd.ngram, nd.num_perm, nd.seed)
     bands = lsh_bands(nd.threshold, nd.num_perm)
-    band_cols = [np.ascontiguousarray(sig[:, s:e]) for s, e in bands]
+    # one bytes key per (band, row), made in bulk: a void view of each band's contiguous columns
+    band_keys = [
+        np.ascontiguousarray(sig[:, s:e]).view(np.dtype((np.void, 4 * (e - s)))).ravel().tolist()
+        for s, e in bands
+    ]
     tables: list[dict[bytes, list[int]]] = [{} for _ in bands]
     kept_ids: set[str] = set()
     dup_of: dict[int, str] = {}
-    num_perm = nd.num_perm
+    # the least number of equal hash values whose share reaches the threshold (same float test)
+    min_equal = next(c for c in range(nd.num_perm + 1) if c / nd.num_perm >= nd.threshold)
+    row_keys = list(zip(*band_keys))  # noqa: B905 (one entry per row in every band)
+    del band_keys
     for i in sorted(range(len(ids)), key=ids.__getitem__):
-        keys = [col[i].tobytes() for col in band_cols]
+        keys = row_keys[i]
         cands: set[int] = set()
         for table, key in zip(tables, keys, strict=True):
             got = table.get(key)
             if got:
                 cands.update(got)
         if cands:
-            row = sig[i]
-            matches = sorted(
-                ids[k] for k in cands if np.count_nonzero(sig[k] == row) / num_perm >= nd.threshold
-            )
+            cl = list(cands)
+            equal = np.count_nonzero(sig[cl] == sig[i], axis=1).tolist()
+            matches = [ids[k] for k, e in zip(cl, equal, strict=True) if e >= min_equal]
             if matches:
-                dup_of[i] = matches[0]
+                dup_of[i] = min(matches)
                 continue
         if ids[i] in kept_ids:  # same id twice: exact_dedup's business; keep the index keys unique
             dup_of[i] = ids[i]
@@ -206,6 +283,6 @@ def near_duplicates(ids: list[str], texts: list[str], nd) -> dict[int, str]:
 
 
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
-    dup_of = near_duplicates(df["id"].to_list(), row_texts(df), cfg.near_dedup)
+    dup_of = near_duplicates(df["id"].to_list(), cached_row_texts(df, ctx), cfg.near_dedup)
     bad = {i: f"near_dedup: near duplicate (of {k})" for i, k in dup_of.items()}
     return split(df, bad)

@@ -22,10 +22,12 @@ Sentiment answers are the full choice line ("A. إيجابي"), see templates.se
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import random
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
+from functools import cache
 
 import polars as pl
 
@@ -69,7 +71,7 @@ class InstructConfig:
             raise ConfigError(f"{section}.translation_langs: no Darija name for {unknown[0]!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     index: int  # global order: row order, then direction order
     origin: str  # input row id
@@ -87,10 +89,12 @@ class Item:
         return f"{self.origin}:{self.direction or ''}"
 
 
-def _items_of_row(row: dict, start: int, cfg: InstructConfig) -> list[Item]:
-    meta = records.load_meta(row["meta"])
-    base = {"origin": row["id"], "source": row["source"], "lang": row["lang"]}
-    task = row["task"]
+def _items_of_row(
+    rid: str, source: str, task: str, msgs: list[dict], lang: str, meta_s: str | None, start: int,
+    cfg: InstructConfig,
+) -> list[Item]:
+    meta = records.load_meta(meta_s)
+    base = {"origin": rid, "source": source, "lang": lang}
     out: list[tuple[str, str | None, str, str, tuple[str, ...]]] = []
     labels: tuple[str, ...] = ()
     if task == "translation":
@@ -105,52 +109,88 @@ def _items_of_row(row: dict, start: int, cfg: InstructConfig) -> list[Item]:
     elif task == "sentiment":
         choices = templates.sentiment_choices(meta["labels"], cfg.sentiment_letters)
         answer = choices[meta["labels"].index(meta["label"])]
-        out.append(("sentiment", None, row["messages"][0]["content"], answer, tuple(choices)))
+        out.append(("sentiment", None, msgs[0]["content"], answer, tuple(choices)))
         labels = tuple(meta["labels"])
     elif task == "summarization":
-        msgs = row["messages"]
         out.append(("summarization", None, msgs[0]["content"], msgs[1]["content"], ()))
     else:
-        raise ValueError(
-            f"instruct: no templates for task {task!r} (row {row['id']}, source {row['source']})"
-        )
+        raise ValueError(f"instruct: no templates for task {task!r} (row {rid}, source {source})")
     return [
         Item(start + i, task=t, direction=d, text=x, answer=a, choices=c, labels=labels, **base)
         for i, (t, d, x, a, c) in enumerate(out)
     ]
 
 
+@cache
+def _options(task: str, direction: str | None, labels: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(templates.templates_for(task, direction, labels).items()))
+
+
 def _pick_template(cfg: InstructConfig, item: Item) -> tuple[str, str]:
-    # seeded per item, so one row's wording does not shift when other rows change
-    rng = random.Random(f"{cfg.seed}\x1ftemplate\x1f{item.key}")
-    options = templates.templates_for(item.task, item.direction, item.labels)
-    tid = rng.choice(sorted(options))
-    return tid, options[tid]
+    # a hash of (seed, item key), so one row's wording does not shift when other rows change; no RNG
+    # object per item
+    options = _options(item.task, item.direction, item.labels)
+    digest = hashlib.blake2b(f"{cfg.seed}\x1ftemplate\x1f{item.key}".encode(), digest_size=8).digest()
+    return options[int.from_bytes(digest, "little") % len(options)]
 
 
 def _prompt(template: str, item: Item) -> str:
     return templates.render(template, item.text, item.direction, list(item.choices))
 
 
-def _record(items: list[Item], shots: str, messages: list[dict], tids: list[str], extra: dict) -> dict:
-    first = items[0]
-    meta = {"shots": shots, "template": tids[0], "origin_ids": [it.origin for it in items], **extra}
-    if first.direction:
-        meta["direction"] = first.direction
-    if len(items) > 1:
-        meta["templates"] = tids
+class _Out:
+    """The output table, column by column, plus what the count check needs (no meta re-parsing)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+
+    def add(self, items: list[Item], shots: str, messages: list[dict], tids: list[str], extra: dict) -> None:
+        first = items[0]
+        origins = [it.origin for it in items]
+        meta = {"shots": shots, "template": tids[0], "origin_ids": origins, **extra}
         if first.direction:
-            meta["directions"] = [it.direction for it in items]
-    key = "|".join(it.key for it in items)
-    return records.make_record(first.source, key, first.task, messages, first.lang, meta)
+            meta["direction"] = first.direction
+        if len(items) > 1:
+            meta["templates"] = tids
+            if first.direction:
+                meta["directions"] = [it.direction for it in items]
+        key = "|".join(it.key for it in items)
+        self.rows.append((
+            min(it.index for it in items), records.record_id(first.source, key), first.source, first.task,
+            messages, first.lang, records.dump_meta(meta), shots, origins,
+        ))
+
+    def table(self) -> pl.DataFrame:
+        self.rows.sort(key=lambda r: r[0])
+        if not self.rows:
+            return records.empty()
+        _, ids, sources, tasks, messages, langs, metas, *_ = zip(*self.rows, strict=True)
+        # messages from flat columns: one Series of many small nested lists converts list by list
+        flat = pl.DataFrame(
+            {
+                "row": [i for i, msgs in enumerate(messages) for _ in msgs],
+                "role": [m["role"] for msgs in messages for m in msgs],
+                "content": [m["content"] for msgs in messages for m in msgs],
+            },
+            schema={"row": pl.Int64, "role": pl.String, "content": pl.String},
+        )
+        nested = flat.group_by("row", maintain_order=True).agg(pl.struct("role", "content").alias("messages"))
+        if nested.height != len(ids):
+            raise RuntimeError("instruct: a conversation without messages")
+        table = pl.DataFrame(
+            {"id": ids, "source": sources, "task": tasks, "lang": langs, "meta": metas},
+            schema={c: records.SCHEMA[c] for c in ("id", "source", "task", "lang", "meta")},
+        ).with_columns(nested["messages"].cast(records.SCHEMA["messages"]))
+        return table.select(list(records.SCHEMA))
 
 
 def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFrame, dict]:
     """Pure core: (instruction table, counts)."""
     items: list[Item] = []
     row_items: list[list[Item]] = []
-    for row in df.iter_rows(named=True):
-        got = _items_of_row(row, len(items), cfg)
+    cols = (df[c].to_list() for c in ("id", "source", "task", "messages", "lang", "meta"))
+    for rid, source, task, msgs, lang, meta_s in zip(*cols, strict=True):
+        got = _items_of_row(rid, source, task, msgs, lang, meta_s, len(items), cfg)
         items += got
         row_items.append(got)
     used_rows = [i for i, got in enumerate(row_items) if got]
@@ -166,7 +206,7 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
     for it in items:
         pools[(it.task, it.direction)].append(it)
 
-    out: list[tuple[int, dict]] = []
+    out = _Out()
     zero_items: list[Item] = []
     multi_items: dict[str, list[Item]] = defaultdict(list)
     for i, got in enumerate(row_items):
@@ -187,8 +227,7 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
                     f"{templates.FEW_SHOT_INTRO}\n\n{shown}\n\n{templates.FEW_SHOT_OUTRO}\n{_prompt(tpl, it)}"
                 )
                 msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": it.answer}]
-                extra = {"example_ids": [ex.origin for ex in examples]}
-                out.append((it.index, _record([it], "few", msgs, [tid], extra)))
+                out.add([it], "few", msgs, [tid], {"example_ids": [ex.origin for ex in examples]})
             else:
                 zero_items.append(it)
 
@@ -204,18 +243,15 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
                     {"role": "user", "content": _prompt(tpl, it)},
                     {"role": "assistant", "content": it.answer},
                 ]
-            out.append(
-                (min(it.index for it in group), _record(group, "multi", msgs, tids, {"turns": len(group)}))
-            )
+            out.add(group, "multi", msgs, tids, {"turns": len(group)})
 
     for it in zero_items:
         tid, tpl = _pick_template(cfg, it)
         msgs = [{"role": "user", "content": _prompt(tpl, it)}, {"role": "assistant", "content": it.answer}]
-        out.append((it.index, _record([it], "zero", msgs, [tid], {})))
+        out.add([it], "zero", msgs, [tid], {})
 
-    out.sort(key=lambda pair: pair[0])
-    table = records.from_rows([rec for _, rec in out])
-    counts = _check_counts(df, items, row_items, table)
+    table = out.table()
+    counts = _check_counts(df, items, row_items, out.rows)
     return table, counts
 
 
@@ -265,15 +301,14 @@ def _group(items: list[Item], max_turns: int, rng: random.Random) -> tuple[list[
 
 
 def _check_counts(
-    df: pl.DataFrame, items: list[Item], row_items: list[list[Item]], table: pl.DataFrame
+    df: pl.DataFrame, items: list[Item], row_items: list[list[Item]], rows: list[tuple]
 ) -> dict:
     answered: Counter[str] = Counter()
     shots: Counter[str] = Counter()
-    for meta_s, msgs in zip(table["meta"].to_list(), table["messages"].to_list(), strict=True):
-        meta = records.load_meta(meta_s)
-        shots[meta["shots"]] += 1
-        answered.update(meta["origin_ids"])
-        if sum(m["role"] == "assistant" for m in msgs) != len(meta["origin_ids"]):
+    for *_, msgs, _lang, _meta, shot, origins in rows:
+        shots[shot] += 1
+        answered.update(origins)
+        if sum(m["role"] == "assistant" for m in msgs) != len(origins):
             raise RuntimeError("instruct: a conversation's answers do not match its origin_ids")
     expected = Counter(it.origin for it in items)
     if answered != expected:
@@ -286,15 +321,16 @@ def _check_counts(
         "rows_used": df.height - no_items,
         "rows_without_items": no_items,
         "items": len(items),
-        "conversations": table.height,
+        "conversations": len(rows),
         "shots": dict(sorted(shots.items())),
     }
 
 
 def rows_without_items(df: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     """Input rows no conversation answers (e.g. a pair with one usable language), as rejects."""
-    used = {i for meta in table["meta"].to_list() for i in records.load_meta(meta)["origin_ids"]}
-    unused = df.filter(~pl.col("id").is_in(sorted(used)))
+    origin_ids = pl.col("meta").str.json_decode(pl.Struct({"origin_ids": pl.List(pl.String)}))
+    used = table.select(origin_ids.struct.field("origin_ids").explode().drop_nulls().unique())
+    unused = df.filter(~pl.col("id").is_in(used.to_series().implode()))
     return records.reject(unused, "no instruction: fewer than two usable languages or fields", PHASE)
 
 
