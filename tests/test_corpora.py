@@ -21,7 +21,8 @@ from atlas_forge.textnorm import normalize_arabic
 
 from .conftest import CORPORA, ROOT, copy_project
 
-pytestmark = pytest.mark.skipif(not CORPORA.is_dir(), reason="../shared/corpora is absent")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not CORPORA.is_dir(), reason="../shared/corpora is absent")]
 
 # rows each source's reader yields, from the corpora README / PROVENANCE.md row counts (shared copy)
 EXPECTED_READ = {

@@ -24,13 +24,13 @@ def test_lint_clean():
 
 @pytest.mark.parametrize("overlay", ["paper-gemma2-2b", "paper-gemma2-9b", "paper-gemma2-27b"])
 def test_paper_configs_plan(overlay):
-    run = _smk("-n", "--cores", "1", "--configfile", f"configs/{overlay}.yaml")
+    run = _smk("-n", "--forceall", "--cores", "1", "--configfile", f"configs/{overlay}.yaml")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "sft" in run.stdout
 
 
 def test_hub_benchmark_overlay_adds_to_sources():
-    run = _smk("-n", "--cores", "1", "--configfile", "configs/darija-benchmarks-hf.yaml")
+    run = _smk("-n", "--forceall", "--cores", "1", "--configfile", "configs/darija-benchmarks-hf.yaml")
     assert run.returncode == 0, run.stderr[-3000:]
     # extra_sources add to the default's sources instead of replacing them
     for source in ("darija_mmlu_accounting", "sample_pairs"):
@@ -40,7 +40,7 @@ def test_hub_benchmark_overlay_adds_to_sources():
 
 @pytest.mark.skipif(not CORPORA.exists(), reason="../shared/corpora not present")
 def test_corpora_config_plans_every_corpus():
-    run = _smk("mixture", "-n", "--cores", "1", "--configfile", "configs/corpora.yaml")
+    run = _smk("mixture", "-n", "--forceall", "--cores", "1", "--configfile", "configs/corpora.yaml")
     assert run.returncode == 0, run.stderr[-3000:]
     for source in ("doda_sentences", "nllb_seed", "marsum", "mac", "myc", "msac", "elecmorocco2016", "omcd",
                    "qadi_ma"):

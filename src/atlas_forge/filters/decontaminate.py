@@ -34,6 +34,21 @@ def _norm_casefold(text: str) -> str:
     return normalize_arabic(text).casefold()
 
 
+def _meta_texts(meta_s: str | None) -> list[str]:
+    """A bench item's texts kept in meta: parallel translations and answer choices."""
+    meta = records.load_meta(meta_s)
+    out: list[str] = []
+    texts = meta.get("texts")
+    if isinstance(texts, dict):
+        out.extend(v for v in texts.values() if isinstance(v, str))
+    choices = meta.get("choices")
+    if isinstance(choices, dict):
+        choices = list(choices.values())
+    if isinstance(choices, list):
+        out.extend(c for c in choices if isinstance(c, str))
+    return out
+
+
 def exact_texts(bench: pl.DataFrame, min_words: int) -> list[str]:
     """Bench texts matched whole at any length: user turns, meta texts and choices; assistant turns
     only from min_words words up (shorter ones are labels, shared by design)."""
@@ -43,15 +58,7 @@ def exact_texts(bench: pl.DataFrame, min_words: int) -> list[str]:
             text = m["content"] or ""
             if m["role"] == "user" or len(words(text)) >= min_words:
                 out.append(text)
-        meta = records.load_meta(meta_s)
-        texts = meta.get("texts")
-        if isinstance(texts, dict):
-            out.extend(v for v in texts.values() if isinstance(v, str))
-        choices = meta.get("choices")
-        if isinstance(choices, list):
-            out.extend(c for c in choices if isinstance(c, str))
-        elif isinstance(choices, dict):
-            out.extend(c for c in choices.values() if isinstance(c, str))
+        out.extend(_meta_texts(meta_s))
     return out
 
 
@@ -59,15 +66,7 @@ def bench_texts(bench: pl.DataFrame) -> list[str]:
     out = []
     for msgs, meta_s in zip(bench["messages"].to_list(), bench["meta"].to_list(), strict=True):
         out.extend(m["content"] or "" for m in msgs or [])
-        meta = records.load_meta(meta_s)
-        texts = meta.get("texts")
-        if isinstance(texts, dict):
-            out.extend(v for v in texts.values() if isinstance(v, str))
-        choices = meta.get("choices")
-        if isinstance(choices, list):
-            out.extend(c for c in choices if isinstance(c, str))
-        elif isinstance(choices, dict):
-            out.extend(c for c in choices.values() if isinstance(c, str))
+        out.extend(_meta_texts(meta_s))
     return out
 
 
