@@ -203,6 +203,20 @@ def test_base_model_params_are_checked():
 
 # --- sft -----------------------------------------------------------------------------------------
 
+def test_eval_sample_is_seeded_ordered_and_bounded():
+    from datasets import Dataset
+
+    from atlas_forge import config
+    from atlas_forge.modeling import sft
+
+    ds = Dataset.from_list([{"i": i} for i in range(50)])
+    assert sft.eval_sample(ds, 0, 1) is ds and sft.eval_sample(ds, 50, 1) is ds
+    a, b, c = (sft.eval_sample(ds, 10, seed)["i"] for seed in (1, 1, 2))
+    assert a == b and a != c and len(a) == 10 and a == sorted(a) and len(set(a)) == 10
+    with pytest.raises(config.ConfigError, match="sft.max_eval_rows"):
+        config.parse(sft.SftParams, {"max_eval_rows": -1}, "sft")
+
+
 def sft_paths(root: Path) -> dict[str, str]:
     return {k: str(root / v) for k, v in {
         "adapter": "adapter", "merged": "merged", "card": "README.md", "checkpoints": "checkpoints",
