@@ -1,7 +1,31 @@
+rule filter_index:
+    input:
+        bench=bench_sets,
+        code=code("filters/__init__.py", "filters/decontaminate.py", "textnorm.py"),
+    output:
+        "data/interim/decontamination/index.npz",
+    params:
+        # only what the index depends on: a changed length bound must not rebuild it
+        cfg=as_json(
+            {
+                "steps": ["decontaminate"],
+                "decontaminate": config["filter"].get("decontaminate", {}),
+            }
+        ),
+    log:
+        "logs/filter/decontamination_index.log",
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/atlas-forge.yaml"
+    shell:
+        "python -m atlas_forge filter-index --params {params.cfg:q} --bench {input.bench} --out {output} > {log} 2>&1"
+
+
 rule filter_source:
     input:
         table=training_table,
-        bench=bench_sets,
+        index="data/interim/decontamination/index.npz",
         code=code("filters/*.py", "textnorm.py"),
     output:
         table="data/interim/filtered/{source}.parquet",
@@ -16,7 +40,7 @@ rule filter_source:
     conda:
         "../envs/atlas-forge.yaml"
     shell:
-        "python -m atlas_forge filter --params {params.cfg:q} --input {input.table} --bench {input.bench} --out {output.table} --rejects {output.rejects} --report {output.report} > {log} 2>&1"
+        "python -m atlas_forge filter --params {params.cfg:q} --input {input.table} --bench-index {input.index} --out {output.table} --rejects {output.rejects} --report {output.report} > {log} 2>&1"
 
 
 rule filter:

@@ -136,6 +136,61 @@ def test_decontaminate_removes_row_quoting_bench_sentence():
     assert report["steps"][0]["reasons"] == {"decontaminate: shares text with a benchmark item": 3}
 
 
+def _random_texts(rng, vocab, count, max_words):
+    return [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, max_words))) for _ in range(count)]
+
+
+@pytest.mark.parametrize("ngram,min_words", [(8, 3), (4, 2), (3, 3)])
+def test_decontamination_index_matches_reference_sets(tmp_path, ngram, min_words):
+    """The shared, vectorized index finds exactly the gram the plain set-based version finds first."""
+    import random
+
+    from atlas_forge.filters import decontaminate as d
+
+    rng = random.Random(ngram * 100 + min_words)
+    # a small vocabulary with Arabic letter variants, so normalization and repeats matter
+    vocab = ["الما", "الماء", "أتاي", "اتاي", "زوين", "بزاف", "the", "The", "sea", "دار", "مدرسة", "مدرسه", "x"]
+    bench_texts = _random_texts(rng, vocab, 60, 12)
+    bench = table(*[rec(f"b{i}", t, "ok", source="bench") for i, t in enumerate(bench_texts)])
+    queries = _random_texts(rng, vocab, 600, 15)
+    # plant bench text pieces in some queries: whole short texts, n-grams, and a text inside a query
+    for i in range(0, 600, 3):
+        src = rng.choice(bench_texts).split()
+        lo = rng.randint(0, max(0, len(src) - 1))
+        piece = src[lo:lo + rng.randint(1, ngram + 2)]
+        queries[i] = " ".join(queries[i].split()[:3] + piece + queries[i].split()[3:6])
+    ref_index = d.bench_index(bench, ngram, min_words)
+    expected = [d.contaminated(q, ref_index, ngram, min_words) for q in queries]
+    index = d.build_index(bench, ngram, min_words)
+    d.save_index(index, str(tmp_path / "index.npz"))
+    loaded = d.load_index(str(tmp_path / "index.npz"))
+    assert loaded.vocab == index.vocab and loaded.exact == index.exact
+    got = d.first_matches([d.words(q) for q in queries], loaded)
+    assert got == expected
+    assert 50 < sum(e is not None for e in expected) < 590  # both outcomes are exercised
+
+
+def test_filter_with_prebuilt_index_equals_filter_with_bench(tmp_path):
+    from atlas_forge.filters import decontaminate as d
+
+    bench = table(rec("x", "الطقس اليوم زوين بزاف وكنفكر نخرج نتمشى فالجردة مع الدراري", "positive",
+                      source="bench"),
+                  rec("y", "واش كاين شي حل؟", "الرباط", source="bench"))
+    rows = [rec("a", "قال ليا: الطقس اليوم زوين بزاف وكنفكر نخرج نتمشى فالجردة", "مزيان"),
+            rec("b", "واش كاين شي حل؟", "لا"), rec("c", "سلام", "سلام")]
+    c = cfg(steps=["decontaminate"])
+    expected = run_steps(table(*rows), ["decontaminate"], c, bench)
+    d.save_index(d.build_index(bench, 8, 3), str(tmp_path / "i.npz"))
+    got = run_steps(table(*rows), ["decontaminate"], c, None, d.load_index(str(tmp_path / "i.npz")))
+    assert got[0].equals(expected[0]) and got[1].equals(expected[1]) and got[2] == expected[2]
+    assert expected[1]["reason"].to_list() == [
+        "decontaminate: shares text with a benchmark item (الطقس اليوم زوين بزاف وكنفكر نخرج نتمشي فالجرده)",
+        "decontaminate: equals a benchmark item (واش كاين شي حل؟)"]
+    with pytest.raises(ValueError, match="ngram=8"):
+        run_steps(table(*rows), ["decontaminate"], cfg(steps=["decontaminate"], decontaminate={"ngram": 5}),
+                  None, d.load_index(str(tmp_path / "i.npz")))
+
+
 def test_decontaminate_without_bench_keeps_everything():
     kept, rejected, _ = run("decontaminate", [rec("a", "سلام عليكم", "مرحبا")])
     assert kept.height == 1 and rejected.height == 0

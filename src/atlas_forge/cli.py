@@ -48,8 +48,15 @@ PHASES: dict[str, tuple[str, str, list[tuple[str, dict]]]] = {
         "run the configured quality steps; every dropped row gets a reason",
         [("--input", {"required": True, **PATH}),
          ("--bench", {"help": "benchmark sets to decontaminate against", **PATHS}),
+         ("--bench-index", {"help": "their index from `filter-index` (faster than --bench)", **PATH}),
          ("--out", {"required": True, **PATH}), ("--rejects", {"required": True, **PATH}),
          ("--report", {"help": "per-step, per-reason counts as JSON", **PATH})],
+    ),
+    "filter-index": (
+        "atlas_forge.filters.decontaminate",
+        "index the benchmark sets once for every filter job's decontamination step",
+        [("--bench", {"help": "benchmark sets (canonical tables)", **PATHS}),
+         ("--out", {"required": True, "help": "the index (.npz)", **PATH})],
     ),
     "mixture": (
         "atlas_forge.mixture",
@@ -90,7 +97,8 @@ PHASES: dict[str, tuple[str, str, list[tuple[str, dict]]]] = {
          ("--report", {"required": True, **PATH}), ("--plot", {"required": True, **PATH})],
     ),
 }
-TAKES_PARAMS = {"split", "instruct", "translate", "filter", "mixture", "base_model", "sft", "report"}
+TAKES_PARAMS = {"split", "instruct", "translate", "filter", "filter-index", "mixture", "base_model", "sft",
+                "report"}
 
 
 def _json_arg(text: str):

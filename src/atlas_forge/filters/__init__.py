@@ -71,8 +71,8 @@ class FilterConfig:
             raise ConfigError(f"{section}.max_length_ratio: must be >= 1")
         if not 0 < self.near_dedup.threshold <= 1:
             raise ConfigError(f"{section}.near_dedup.threshold: must be in (0, 1]")
-        if self.decontaminate.ngram < 1 or self.decontaminate.min_words < 1:
-            raise ConfigError(f"{section}.decontaminate: ngram and min_words must be >= 1")
+        if not 1 <= self.decontaminate.ngram <= 64 or self.decontaminate.min_words < 1:
+            raise ConfigError(f"{section}.decontaminate: ngram must be in 1..64 and min_words >= 1")
 
 
 @dataclass
@@ -109,9 +109,14 @@ def _reason_key(reason: str) -> str:
 
 
 def run_steps(
-    df: pl.DataFrame, steps: list[str], cfg: FilterConfig, bench_df: pl.DataFrame | None = None
+    df: pl.DataFrame, steps: list[str], cfg: FilterConfig, bench_df: pl.DataFrame | None = None,
+    bench_index=None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """Run `steps` in order. Decontamination reads `bench_index` (decontaminate.BenchIndex) when
+    given, else builds one from `bench_df`."""
     ctx = Context(bench=bench_df if bench_df is not None else records.empty())
+    if bench_index is not None:
+        ctx.cache["decontamination_index"] = bench_index
     kept, rejected_parts, report_steps = df, [], []
     for name in steps:
         step = importlib.import_module(f"atlas_forge.filters.{name}").step
@@ -142,8 +147,13 @@ def run_cli(args) -> None:
 
     cfg = parse(FilterConfig, args.params, "filter")
     df = io.read_table(args.input, PHASE)
+    index = None
+    if getattr(args, "bench_index", None):
+        from atlas_forge.filters.decontaminate import load_index
+
+        index = load_index(args.bench_index)
     bench = io.read_tables(args.bench or [], PHASE)
-    kept, rejected, report = run_steps(df, cfg.steps, cfg, bench)
+    kept, rejected, report = run_steps(df, cfg.steps, cfg, bench, index)
     io.write_table(kept, args.out, PHASE)
     io.write_table(rejected, args.rejects, PHASE, rejects=True)
     log.info("report %s", json.dumps(report, ensure_ascii=False, sort_keys=True))

@@ -224,7 +224,8 @@ Atlas-Chat recipe (arXiv 2409.17912).
 | tokens/s | {metrics["tokens_per_s"]:.1f} |
 
 Held-out loss: mean cross-entropy on the assistant tokens (answer and `<end_of_turn>`) of
-{metrics["test_rows_scored"]} of the test split's {metrics["test_rows"]} rows (`max_eval_rows`, seeded sample).
+{metrics["test_rows_scored"]} of the test split's {metrics["test_rows"]} rows (`max_eval_rows`: a seeded
+sample).
 
 ## Parameters
 
