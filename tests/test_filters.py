@@ -149,7 +149,8 @@ def test_decontamination_index_matches_reference_sets(tmp_path, ngram, min_words
 
     rng = random.Random(ngram * 100 + min_words)
     # a small vocabulary with Arabic letter variants, so normalization and repeats matter
-    vocab = ["الما", "الماء", "أتاي", "اتاي", "زوين", "بزاف", "the", "The", "sea", "دار", "مدرسة", "مدرسه", "x"]
+    vocab = ["الما", "الماء", "أتاي", "اتاي", "زوين", "بزاف", "the", "The", "sea", "دار", "مدرسة", "مدرسه",
+             "x"]
     bench_texts = _random_texts(rng, vocab, 60, 12)
     bench = table(*[rec(f"b{i}", t, "ok", source="bench") for i, t in enumerate(bench_texts)])
     queries = _random_texts(rng, vocab, 600, 15)

@@ -51,6 +51,8 @@ class SftParams:
     packing: bool = False
     packing_strategy: Literal["bfd", "bfd_split", "wrapped"] = "bfd"
     gradient_checkpointing: bool = False
+    # ours: batches of similar length waste less compute on padding (TRL's default is "random")
+    train_sampling: Literal["random", "group_by_length"] = "random"
     lora: LoraParams = field(default_factory=LoraParams)
     optimizer: str = "adamw_torch"
     scheduler: str = "cosine"
@@ -278,6 +280,7 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         packing=params.packing,
         packing_strategy=params.packing_strategy,
         gradient_checkpointing=params.gradient_checkpointing,
+        train_sampling_strategy=params.train_sampling,
         optim=params.optimizer,
         lr_scheduler_type=params.scheduler,
         seed=params.seed,
