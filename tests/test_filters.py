@@ -282,3 +282,37 @@ def test_near_dedup_chunked_and_unpackable_signatures_equal_datasketch(monkeypat
             m = MinHash(num_perm=32, seed=1)
             m.update_batch([s.encode() for s in near_dedup.shingles(text, n)])
             assert np.array_equal(m.hashvalues, row), (text, n)
+
+
+def test_near_duplicates_equal_datasketch_lsh_loop():
+    """Same greedy result as the plain datasketch loop (MinHash per row, LSH query then insert), with
+    rows alone in every band, near-duplicate clusters and a repeated id."""
+    import random
+
+    from datasketch import MinHash, MinHashLSH
+
+    from atlas_forge.filters import NearDedupConfig, near_dedup
+
+    rng = random.Random(5)
+    words = ["الما", "الخبز", "الدار", "البحر", "أتاي", "صاحبي", "السوق", "زوين", "بزاف", "كبير", "صغير"]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 14))) for _ in range(300)]
+    for i in range(0, 300, 4):  # near-duplicates: one word appended or changed
+        texts[i + 1] = texts[i] + " " + rng.choice(words)
+    ids = [f"r{rng.randrange(10**6):06d}" for _ in texts]
+    ids[7] = ids[3]
+    nd = NearDedupConfig(threshold=0.7, num_perm=64, ngram=5, seed=1)
+    lsh, kept, expected = MinHashLSH(threshold=nd.threshold, num_perm=nd.num_perm), {}, {}
+    for i in sorted(range(len(ids)), key=ids.__getitem__):
+        m = MinHash(num_perm=nd.num_perm, seed=nd.seed)
+        m.update_batch([s.encode() for s in near_dedup.shingles(texts[i], nd.ngram)])
+        matches = sorted(k for k in lsh.query(m) if kept[k].jaccard(m) >= nd.threshold)
+        if matches:
+            expected[i] = matches[0]
+        elif ids[i] in kept:
+            expected[i] = ids[i]
+        else:
+            lsh.insert(ids[i], m)
+            kept[ids[i]] = m
+    got = near_dedup.near_duplicates(ids, texts, nd)
+    assert got == expected
+    assert 30 < len(expected) < 200

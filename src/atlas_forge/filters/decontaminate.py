@@ -288,20 +288,27 @@ def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
     elif (index.n, index.min_words) != (n, min_words):
         raise ValueError(f"decontamination index built for ngram={index.n}, min_words={index.min_words}; "
                          f"params ask for ngram={n}, min_words={min_words}")
-    row_of, texts = [], []
-    for i, contents_i in enumerate(all_contents(df)):
-        row_of.extend([i] * len(contents_i))
-        texts.extend(contents_i)
-    norms = [_norm_casefold(t) for t in texts]
+    from atlas_forge.filters.exact_dedup import cached_row_texts
+
+    # each row's normalized message contents, "\x1f"-joined (normalized text has no \x1f: str.split()
+    # counts it as whitespace), as exact_dedup left them: normalize_arabic runs once per filter job
+    row_of, norms = [], []
+    for i, joined in enumerate(cached_row_texts(df, ctx)):
+        parts = joined.casefold().split("\x1f")
+        row_of.extend([i] * len(parts))
+        norms.extend(parts)
     word_lists = [_WORD.findall(x) if len(x) else [] for x in norms]
     hits = first_matches(word_lists, index)
-    bad = {}
-    for i, text, norm, hit in zip(row_of, texts, norms, hits, strict=True):
-        if i in bad:
+    bad, originals = {}, None
+    for j, (i, norm, hit) in enumerate(zip(row_of, norms, hits, strict=True)):
+        if i in bad or not (hit or norm in index.exact):
             continue  # a row's first offending message gives the reason
+        if originals is None:
+            originals = [t for c in all_contents(df) for t in (c or [""])]
+        text = originals[j]
         if norm in index.exact:
             bad[i] = f"decontaminate: equals a benchmark item ({text[:80]})"
-        elif hit:
+        else:
             bad[i] = f"decontaminate: shares text with a benchmark item ({' '.join(hit)[:80]})"
     return split(df, bad)
 

@@ -34,16 +34,21 @@ def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
         else:
             first[key] = ids[i]
     kept, rejected = split(df, bad)
-    # near_dedup reads the same row texts: hand them over instead of normalizing every row again
-    if ctx is not None:
-        ctx.cache["row_texts"] = ([ids[i] for i in range(len(ids)) if i not in bad],
-                                  [texts[i] for i in range(len(ids)) if i not in bad])
+    # near_dedup and decontaminate read the same normalized texts: hand them over
+    keep_row_texts(ctx, ids, texts, bad)
     return kept, rejected
 
 
 def cached_row_texts(df: pl.DataFrame, ctx) -> list[str]:
-    """row_texts(df), from the cache exact_dedup leaves when df is exactly its output."""
-    got = ctx.cache.pop("row_texts", None) if ctx is not None else None
+    """row_texts(df), from the cache exact_dedup (or a later step) leaves when df is exactly its output."""
+    got = ctx.cache.get("row_texts") if ctx is not None else None
     if got is not None and got[0] == df["id"].to_list():
         return got[1]
     return row_texts(df)
+
+
+def keep_row_texts(ctx, ids: list[str], texts: list[str], bad: dict[int, str]) -> None:
+    """Leave the row texts of the rows a step keeps for the next step (near_dedup, decontaminate)."""
+    if ctx is not None:
+        ctx.cache["row_texts"] = ([x for i, x in enumerate(ids) if i not in bad],
+                                  [t for i, t in enumerate(texts) if i not in bad])

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from atlas_forge.filters import split
-from atlas_forge.filters.exact_dedup import cached_row_texts
+from atlas_forge.filters.exact_dedup import cached_row_texts, keep_row_texts
 
 # flat shingle entries per vectorized block: bounds the (entries x num_perm) temporary
 _BLOCK = 1 << 17
@@ -241,6 +241,20 @@ def lsh_bands(threshold: float, num_perm: int) -> list[tuple[int, int]]:
     return [(i * r, (i + 1) * r) for i in range(b)]
 
 
+def _alone_in_every_band(sig: np.ndarray, bands: list[tuple[int, int]]) -> np.ndarray:
+    """Rows whose key is unique in every band. Keys are compared by a 64-bit mix of the band's
+    values: a collision can only mark a row as not alone, which the exact loop then checks."""
+    alone = np.ones(sig.shape[0], dtype=bool)
+    mult = np.random.default_rng(7).integers(1, 2**63, size=sig.shape[1], dtype=np.uint64) * 2 + 1
+    for s, e in bands:
+        h = np.zeros(sig.shape[0], dtype=np.uint64)
+        for j in range(s, e):
+            h += sig[:, j].astype(np.uint64) * mult[j]
+        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+        alone &= counts[inverse] == 1
+    return alone
+
+
 def near_duplicates(ids: list[str], texts: list[str], nd) -> dict[int, str]:
     """{row index: id of the kept row it nearly duplicates}, visiting rows in id order."""
     if not ids:
@@ -259,7 +273,14 @@ def near_duplicates(ids: list[str], texts: list[str], nd) -> dict[int, str]:
     min_equal = next(c for c in range(nd.num_perm + 1) if c / nd.num_perm >= nd.threshold)
     row_keys = list(zip(*band_keys))  # noqa: B905 (one entry per row in every band)
     del band_keys
+    alone = _alone_in_every_band(sig, bands).tolist()
     for i in sorted(range(len(ids)), key=ids.__getitem__):
+        if alone[i]:  # no row shares a bucket with it: it can neither match nor be matched
+            if ids[i] in kept_ids:
+                dup_of[i] = ids[i]
+            else:
+                kept_ids.add(ids[i])
+            continue
         keys = row_keys[i]
         cands: set[int] = set()
         for table, key in zip(tables, keys, strict=True):
@@ -283,6 +304,8 @@ def near_duplicates(ids: list[str], texts: list[str], nd) -> dict[int, str]:
 
 
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
-    dup_of = near_duplicates(df["id"].to_list(), cached_row_texts(df, ctx), cfg.near_dedup)
+    ids, texts = df["id"].to_list(), cached_row_texts(df, ctx)
+    dup_of = near_duplicates(ids, texts, cfg.near_dedup)
     bad = {i: f"near_dedup: near duplicate (of {k})" for i, k in dup_of.items()}
+    keep_row_texts(ctx, ids, texts, bad)
     return split(df, bad)
