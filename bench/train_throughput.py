@@ -73,6 +73,18 @@ def write_mixture(folder: Path, n_train: int, n_test: int, seed: int = 0) -> tup
     return str(train), str(test)
 
 
+def sample_mixture(folder: Path, train: str, test: str, rows: int) -> tuple[str, str]:
+    """Seeded samples of a real mixture: `rows` train rows (tokenizing all 120k corpora rows per variant
+    would dominate the run) and 256 test rows, the same for every variant."""
+    out = []
+    for src, n, name in ((train, rows, "train"), (test, 256, "test")):
+        df = io.read_table(src, "bench")
+        df = df.sample(n=min(n, df.height), seed=0, shuffle=True) if df.height > n else df
+        io.write_table(df, folder / f"{name}.parquet", "bench")
+        out.append(str(folder / f"{name}.parquet"))
+    return out[0], out[1]
+
+
 TINY = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 32, "max_position_embeddings": 512}
 M50 = {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8,
@@ -130,7 +142,10 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
-        train, test = (a.train, a.test) if a.train else write_mixture(folder, a.rows, 64)
+        if a.train:
+            train, test = sample_mixture(folder, a.train, a.test, a.rows)
+        else:
+            train, test = write_mixture(folder, a.rows, 64)
         models = {"tiny": (TINY, 2048)} if a.skip_50m else {"tiny": (TINY, 2048), "~50M": (M50, 16384)}
         for mname, (cfg, vocab) in models.items():
             base, n = build_base(folder, cfg, train, vocab, a.threads)
