@@ -90,14 +90,23 @@ def split(df: pl.DataFrame, bad: dict[int, str]) -> tuple[pl.DataFrame, pl.DataF
     return df.filter(~mask), rejected
 
 
-def all_contents(df: pl.DataFrame) -> list[list[str]]:
-    """Every row's message contents (nulls as ""), without building row dicts."""
-    if not df.height:
-        return []
-    got = df.select(
-        pl.col("messages").list.eval(pl.element().struct.field("content").fill_null("")).alias("c")
-    )["c"].to_list()
-    return [c or [] for c in got]
+def all_contents(df: pl.DataFrame, ctx: Context | None = None) -> list[list[str]]:
+    """Every row's message contents (nulls as ""), without building row dicts. With ctx, the lists
+    are reused while the rows are the same (most steps drop few rows): each to_list costs seconds on
+    a large source."""
+    ids = df["id"].to_list() if ctx is not None else None
+    if ctx is not None:
+        got = ctx.cache.get("contents")
+        if got is not None and got[0] == ids:
+            return got[1]
+    out: list[list[str]] = []
+    if df.height:
+        out = [c or [] for c in df.select(
+            pl.col("messages").list.eval(pl.element().struct.field("content").fill_null("")).alias("c")
+        )["c"].to_list()]
+    if ctx is not None:
+        ctx.cache["contents"] = (ids, out)
+    return out
 
 
 def contents(row: dict, role: str | None = None) -> list[str]:

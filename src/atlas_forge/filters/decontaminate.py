@@ -304,7 +304,7 @@ def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
         if i in bad or not (hit or norm in index.exact):
             continue  # a row's first offending message gives the reason
         if originals is None:
-            originals = [t for c in all_contents(df) for t in (c or [""])]
+            originals = [t for c in all_contents(df, ctx) for t in (c or [""])]
         text = originals[j]
         if norm in index.exact:
             bad[i] = f"decontaminate: equals a benchmark item ({text[:80]})"

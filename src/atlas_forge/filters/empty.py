@@ -9,7 +9,7 @@ from atlas_forge.filters import all_contents, split
 
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
     bad = {}
-    for i, texts in enumerate(all_contents(df)):
+    for i, texts in enumerate(all_contents(df, ctx)):
         if not texts:
             bad[i] = "empty: no messages"
         elif any(not t.strip() for t in texts):

@@ -15,16 +15,16 @@ def row_text(row: dict) -> str:
     return "\x1f".join(normalize_arabic(t) for t in contents(row))
 
 
-def row_texts(df: pl.DataFrame) -> list[str]:
+def row_texts(df: pl.DataFrame, ctx=None) -> list[str]:
     """row_text of every row, without materializing row dicts."""
     from atlas_forge.textnorm import normalize_arabic
 
-    return ["\x1f".join(normalize_arabic(t) for t in c) for c in all_contents(df)]
+    return ["\x1f".join(normalize_arabic(t) for t in c) for c in all_contents(df, ctx)]
 
 
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
     ids = df["id"].to_list()
-    texts = row_texts(df)
+    texts = row_texts(df, ctx)
     first: dict[str, str] = {}
     bad = {}
     for i in sorted(range(len(ids)), key=ids.__getitem__):
