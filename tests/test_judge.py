@@ -7,9 +7,7 @@ import argparse
 import json
 import logging
 import shutil
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,50 +15,14 @@ from atlas_forge import io, records
 from atlas_forge.evaluate import evaluate, run_cli
 from atlas_forge.evaluate.judge import parse_verdict, score_pairs
 from atlas_forge.openai_client import ChatClient, ChatError
+from tests.fake_openai import FakeChatServer
 from tests.test_evaluate import WORDS, make_tiny_model
 
 SECRET = "sk-judge-test-not-a-real-key-42"
 
 
-class Server:
+class Server(FakeChatServer):
     """An OpenAI-compatible endpoint; `respond(prompt, n)` returns (status, headers, content)."""
-
-    def __init__(self, respond):
-        self.prompts, self.auth, self.lock = [], [], threading.Lock()
-        self.respond = respond
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["messages"][0]["content"]
-                with server.lock:
-                    server.prompts.append(prompt)
-                    server.auth.append(self.headers.get("Authorization"))
-                    n = len(server.prompts)
-                status, headers, content = server.respond(prompt, n)
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-                try:
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Type", "application/json")
-                    self.end_headers()
-                    self.wfile.write(payload.encode())
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

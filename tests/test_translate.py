@@ -5,7 +5,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
 import pytest
@@ -15,6 +14,7 @@ from atlas_forge.config import parse
 from atlas_forge.translate import TranslateConfig, make_backend, translate_table
 from atlas_forge.translate.backends import MalformedAnswer, parse_answer
 from atlas_forge.translate.cache import FILENAME, TranslationCache, cache_key
+from tests.fake_openai import FakeChatServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SECRET = "sk-test-not-a-real-key-123456"
@@ -46,48 +46,30 @@ def chat(key, user, answer=ANSWER_EN, subset=None):
                                "eng_Latn", {"subset": subset, "file": "x.jsonl", "line": 1})
 
 
-class Server:
-    """An OpenAI-compatible endpoint; `behave(texts, n)` may override the answer for request n."""
+class Server(FakeChatServer):
+    """A translation endpoint; `behave(texts, n)` may override the answer for request n (its texts
+    are the JSON list between [[Original]] and [[Translation]])."""
 
     def __init__(self):
-        self.requests, self.auth, self.lock = [], [], threading.Lock()
-        self.behave = None
-        server = self
+        self.requests, self.behave = [], None
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
+    def record(self, prompt):
+        super().record(prompt)
+        self.requests.append(self._texts(prompt))
 
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["messages"][0]["content"]
-                texts = json.loads(prompt.split("[[Original]]")[1].split("[[Translation]]")[0])
-                with server.lock:
-                    server.requests.append(texts)
-                    server.auth.append(self.headers.get("Authorization"))
-                    n = len(server.requests)
-                out = server.behave(texts, n) if server.behave else None
-                if out is None:
-                    out = (200, {}, json.dumps([TO_DARIJA.get(t, "هادي جملة بالدارجة") for t in texts]))
-                status, headers, content = out
-                if status == "sleep":
-                    time.sleep(headers)
-                    status, headers, content = 200, {}, json.dumps([TO_DARIJA[t] for t in texts])
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-                try:
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Type", "application/json")
-                    self.end_headers()
-                    self.wfile.write(payload.encode())
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+    @staticmethod
+    def _texts(prompt):
+        return json.loads(prompt.split("[[Original]]")[1].split("[[Translation]]")[0])
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def _answer(self, prompt, n):
+        texts = self._texts(prompt)
+        out = self.behave(texts, n) if self.behave else None
+        if out is None:
+            return 200, {}, json.dumps([TO_DARIJA.get(t, "هادي جملة بالدارجة") for t in texts])
+        if out[0] == "sleep":  # slow, then right
+            return "sleep", out[1], json.dumps([TO_DARIJA[t] for t in texts])
+        return out
 
     def texts(self):
         return sorted(t for req in self.requests for t in req)
@@ -97,7 +79,7 @@ class Server:
 def server():
     s = Server()
     yield s
-    s.httpd.shutdown()
+    s.close()
 
 
 def config(tmp_path, backend="openai", url="http://127.0.0.1:9/v1", **over):
