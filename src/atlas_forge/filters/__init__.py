@@ -80,6 +80,22 @@ class Context:
     bench: pl.DataFrame = dataclasses.field(default_factory=records.empty)
     cache: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def per_row(self, name: str, df: pl.DataFrame, compute):
+        """compute(df), a list with one entry per row, reused while df holds the same rows (keyed on
+        the ids): on a large source each such pass over the messages costs seconds."""
+        ids = df["id"].to_list()
+        got = self.cache.get(name)
+        if got is not None and got[0] == ids:
+            return got[1]
+        values = compute(df)
+        self.cache[name] = (ids, values)
+        return values
+
+    def keep_rows(self, name: str, ids: list[str], values: list, bad: dict[int, str]) -> None:
+        """Leave `values` (aligned with `ids`) for the rows a step keeps, for the next step."""
+        self.cache[name] = ([x for i, x in enumerate(ids) if i not in bad],
+                            [v for i, v in enumerate(values) if i not in bad])
+
 
 def split(df: pl.DataFrame, bad: dict[int, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Kept rows and rejects, given {row index: reason} for the rows to drop."""
@@ -91,22 +107,16 @@ def split(df: pl.DataFrame, bad: dict[int, str]) -> tuple[pl.DataFrame, pl.DataF
 
 
 def all_contents(df: pl.DataFrame, ctx: Context | None = None) -> list[list[str]]:
-    """Every row's message contents (nulls as ""), without building row dicts. With ctx, the lists
-    are reused while the rows are the same (most steps drop few rows): each to_list costs seconds on
-    a large source."""
-    ids = df["id"].to_list() if ctx is not None else None
+    """Every row's message contents (nulls as ""), without building row dicts; with ctx, reused
+    while the rows are the same (most steps drop few rows)."""
     if ctx is not None:
-        got = ctx.cache.get("contents")
-        if got is not None and got[0] == ids:
-            return got[1]
-    out: list[list[str]] = []
-    if df.height:
-        out = [c or [] for c in df.select(
-            pl.col("messages").list.eval(pl.element().struct.field("content").fill_null("")).alias("c")
-        )["c"].to_list()]
-    if ctx is not None:
-        ctx.cache["contents"] = (ids, out)
-    return out
+        return ctx.per_row("contents", df, all_contents)
+    if not df.height:
+        return []
+    got = df.select(
+        pl.col("messages").list.eval(pl.element().struct.field("content").fill_null("")).alias("c")
+    )["c"].to_list()
+    return [c or [] for c in got]
 
 
 def contents(row: dict, role: str | None = None) -> list[str]:

@@ -40,15 +40,13 @@ def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def cached_row_texts(df: pl.DataFrame, ctx) -> list[str]:
-    """row_texts(df), from the cache exact_dedup (or a later step) leaves when df is exactly its output."""
-    got = ctx.cache.get("row_texts") if ctx is not None else None
-    if got is not None and got[0] == df["id"].to_list():
-        return got[1]
-    return row_texts(df)
+    """row_texts(df), from what exact_dedup (or a later step) left when df is exactly its output."""
+    if ctx is None:
+        return row_texts(df)
+    return ctx.per_row("row_texts", df, lambda d: row_texts(d, ctx))
 
 
 def keep_row_texts(ctx, ids: list[str], texts: list[str], bad: dict[int, str]) -> None:
     """Leave the row texts of the rows a step keeps for the next step (near_dedup, decontaminate)."""
     if ctx is not None:
-        ctx.cache["row_texts"] = ([x for i, x in enumerate(ids) if i not in bad],
-                                  [t for i, t in enumerate(texts) if i not in bad])
+        ctx.keep_rows("row_texts", ids, texts, bad)

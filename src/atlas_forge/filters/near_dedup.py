@@ -15,6 +15,7 @@ one permutation table and one hash per shingle per row (bench/data_phases.py mea
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from functools import cache, lru_cache
 
 import numpy as np
@@ -241,20 +242,6 @@ def lsh_bands(threshold: float, num_perm: int) -> list[tuple[int, int]]:
     return [(i * r, (i + 1) * r) for i in range(b)]
 
 
-def _alone_in_every_band(sig: np.ndarray, bands: list[tuple[int, int]]) -> np.ndarray:
-    """Rows whose key is unique in every band. Keys are compared by a 64-bit mix of the band's
-    values: a collision can only mark a row as not alone, which the exact loop then checks."""
-    alone = np.ones(sig.shape[0], dtype=bool)
-    mult = np.random.default_rng(7).integers(1, 2**63, size=sig.shape[1], dtype=np.uint64) * 2 + 1
-    for s, e in bands:
-        h = np.zeros(sig.shape[0], dtype=np.uint64)
-        for j in range(s, e):
-            h += sig[:, j].astype(np.uint64) * mult[j]
-        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
-        alone &= counts[inverse] == 1
-    return alone
-
-
 def near_duplicates(ids: list[str], texts: list[str], nd) -> dict[int, str]:
     """{row index: id of the kept row it nearly duplicates}, visiting rows in id order."""
     if not ids:
@@ -271,17 +258,18 @@ def near_duplicates(ids: list[str], texts: list[str], nd) -> dict[int, str]:
     dup_of: dict[int, str] = {}
     # the least number of equal hash values whose share reaches the threshold (same float test)
     min_equal = next(c for c in range(nd.num_perm + 1) if c / nd.num_perm >= nd.threshold)
+    bucket_sizes = [Counter(keys) for keys in band_keys]
     row_keys = list(zip(*band_keys))  # noqa: B905 (one entry per row in every band)
     del band_keys
-    alone = _alone_in_every_band(sig, bands).tolist()
     for i in sorted(range(len(ids)), key=ids.__getitem__):
-        if alone[i]:  # no row shares a bucket with it: it can neither match nor be matched
+        keys = row_keys[i]
+        if all(c[k] == 1 for c, k in zip(bucket_sizes, keys, strict=True)):
+            # no row shares a bucket with it: it can neither match nor be matched
             if ids[i] in kept_ids:
                 dup_of[i] = ids[i]
             else:
                 kept_ids.add(ids[i])
             continue
-        keys = row_keys[i]
         cands: set[int] = set()
         for table, key in zip(tables, keys, strict=True):
             got = table.get(key)
