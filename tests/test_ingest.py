@@ -118,7 +118,19 @@ def test_translation_texts_and_tsv_without_header_with_filter(tmp_path):
 
 def test_config_errors_name_source_and_field(tmp_path):
     with pytest.raises(ConfigError, match="kind"):
-        ingest.parse_source(_spec(kind="xlsx", path="x"))
+        ingest.parse_source(_spec(kind="xls", path="x"))
+    with pytest.raises(ConfigError, match=r"source 's'\)\.encoding: 'cp-1256' is not a Python text codec"):
+        ingest.parse_source(_spec(path="x", encoding="cp-1256"))
+    with pytest.raises(ConfigError, match=r"\.encoding: 'base64' is not a Python text codec"):
+        ingest.parse_source(_spec(path="x", encoding="base64"))  # a codec, but bytes to bytes
+    with pytest.raises(ConfigError, match=r"\.encoding: only text kinds"):
+        ingest.parse_source(_spec(kind="xlsx", path="x", encoding="cp1256"))
+    with pytest.raises(ConfigError, match=r"\.sheet: only xlsx sources have sheets"):
+        ingest.parse_source(_spec(path="x", sheet="data"))
+    with pytest.raises(ConfigError, match=r"\.columns\.text: header is false"):
+        ingest.parse_source(_spec(kind="xlsx", path="x", header=False))
+    assert ingest.parse_source(_spec(path="x", encoding="CP1256")).encoding == "CP1256"
+    assert ingest.parse_source(_spec(kind="xlsx", path="x", sheet=0)).sheet == 0
     with pytest.raises(ValueError, match=r"source 's'.*path"):
         _run(_spec(path=str(tmp_path / "missing*.csv")))
     (tmp_path / "h.csv").write_text("body,label\nx,1\n", encoding="utf-8")

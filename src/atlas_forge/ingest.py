@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,7 +40,7 @@ TASKS = ("translation", "sentiment", "summarization", "mcq", "chat", "raw")
 @dataclass(frozen=True)
 class SourceConfig:
     id: str
-    kind: Literal["csv", "tsv", "jsonl", "parquet", "text", "hf"]
+    kind: Literal["csv", "tsv", "jsonl", "parquet", "text", "xlsx", "hf"]
     role: Literal["native", "eval", "chat", "eval_chat", "raw"]
     task: str
     lang: str
@@ -48,9 +49,13 @@ class SourceConfig:
     license: str = ""
     labels: dict[str, str] | None = None
     sep: str | None = None  # csv/tsv: overrides ',' or '\t'
-    header: bool = True  # csv/tsv: false -> `columns` values are 0-based positions
+    header: bool = True  # csv/tsv/xlsx: false -> `columns` values are 0-based positions
     quoting: bool | None = None  # csv/tsv: honour "..." quotes; default true for csv, false for tsv
     filter: dict[str, Any] | None = None  # keep only rows whose column equals the value
+    # csv/tsv/jsonl/text: any Python text codec (cp1256, utf-16, ...); unset reads UTF-8. A
+    # byte-order mark (UTF-8, UTF-16/32 LE/BE) always wins, so BOM files need no setting.
+    encoding: str | None = None
+    sheet: str | int | None = None  # xlsx: sheet name or 0-based index; default the first sheet
     name: str = ""  # hf: dataset id
     revision: str = ""  # hf: pinned revision
     split: str = "train"  # hf
@@ -67,6 +72,21 @@ class SourceConfig:
                 )
         elif not self.path:
             raise ConfigError(f"{where}.path: required key is missing")
+        if self.encoding is not None:
+            if self.kind not in sources.TEXT_KINDS:
+                raise ConfigError(
+                    f"{where}.encoding: only text kinds ({', '.join(sources.TEXT_KINDS)}) take an "
+                    f"encoding; {self.kind} files carry their own"
+                )
+            try:
+                sources.check_encoding(self.encoding)
+            except LookupError:
+                raise ConfigError(
+                    f"{where}.encoding: {self.encoding!r} is not a Python text codec "
+                    "(e.g. utf-8, cp1256, utf-16, utf-16-le, latin-1)"
+                ) from None
+        if self.sheet is not None and self.kind != "xlsx":
+            raise ConfigError(f"{where}.sheet: only xlsx sources have sheets, this one is {self.kind}")
         cols = set(self.columns) - {"key"}
         if self.task == "translation":
             if len(cols) < 2 or self.lang not in cols:
@@ -82,7 +102,7 @@ class SourceConfig:
                 raise ConfigError(f"{where}.columns.{missing[0]}: required for task {self.task}")
         if self.task == "sentiment" and not self.labels:
             raise ConfigError(f"{where}.labels: sentiment needs the raw -> canonical label mapping")
-        if not self.header and self.kind in ("csv", "tsv"):
+        if not self.header and self.kind in ("csv", "tsv", "xlsx"):
             bad = [k for k, v in self.columns.items() if not isinstance(v, int)]
             if bad:
                 raise ConfigError(f"{where}.columns.{bad[0]}: header is false, expected a column position")
@@ -104,28 +124,73 @@ def read_rows(src: SourceConfig) -> Iterator[sources.RawRow]:
     if src.kind == "hf":
         yield from sources.read_hf(src.name, src.revision, src.split, src.config)
         return
-    for path in sources.expand_paths(src.id, src.path):
-        if src.kind in ("csv", "tsv"):
-            sep = src.sep or ("," if src.kind == "csv" else "\t")
-            quoting = src.quoting if src.quoting is not None else src.kind == "csv"
-            if src.header:
-                header = sources.delimited_header(path, sep, quoting)
-                wanted = [c for c in [*src.columns.values(), *(src.filter or {})] if isinstance(c, str)]
-                missing = [c for c in wanted if c not in header]
-                if missing:
-                    raise ValueError(
-                        f"source '{src.id}': field 'columns' names column {missing[0]!r}, "
-                        f"not in the header of {path} ({', '.join(header)})"
-                    )
-            yield from sources.read_delimited(path, sep, src.header, quoting)
-        elif src.kind == "jsonl":
-            yield from sources.read_jsonl(path)
-        elif src.kind == "text":
-            yield from sources.read_text(path)
-        elif src.kind == "parquet":
-            yield from sources.read_parquet(path)
-        else:  # unreachable after parse(); kept so a new kind cannot slip through silently
-            raise ValueError(f"source '{src.id}': field 'kind' {src.kind!r} is not one of {sources.KINDS}")
+    files = sources.expand_paths(src.id, src.path)
+    n = 0
+    for path in files:
+        for row in _read_file(src, path):
+            n += 1
+            yield row
+    if n == 0:
+        # An empty export is a broken export: fail here rather than hand later phases nothing.
+        raise sources.SourceFileError(
+            f"source '{src.id}': no records in {', '.join(files)} (empty, blank or header-only files)"
+        )
+
+
+def _read_file(src: SourceConfig, path: str) -> Iterator[sources.RawRow]:
+    if src.kind in ("csv", "tsv"):
+        sep = src.sep or ("," if src.kind == "csv" else "\t")
+        quoting = src.quoting if src.quoting is not None else src.kind == "csv"
+        if src.header:
+            _check_header(src, path, sources.delimited_header(path, sep, quoting, src.encoding))
+        yield from sources.read_delimited(path, sep, src.header, quoting, src.encoding)
+    elif src.kind == "xlsx":
+        if src.header:
+            _check_header(src, path, sources.xlsx_header(path, src.sheet))
+        yield from sources.read_xlsx(path, src.sheet, src.header)
+    elif src.kind == "jsonl":
+        yield from sources.read_jsonl(path, src.encoding)
+    elif src.kind == "text":
+        yield from sources.read_text(path, src.encoding)
+    elif src.kind == "parquet":
+        yield from sources.read_parquet(path)
+    else:  # unreachable after parse(); kept so a new kind cannot slip through silently
+        raise ValueError(f"source '{src.id}': field 'kind' {src.kind!r} is not one of {sources.KINDS}")
+
+
+def _visible(name: str) -> str:
+    """A header name without the characters a reader cannot see (BOM, zero-width, controls, spaces)."""
+    return "".join(c for c in name if unicodedata.category(c) not in ("Cf", "Cc", "Zs", "Zl", "Zp"))
+
+
+def _check_header(src: SourceConfig, path: str, header: list[str]) -> None:
+    """Every column the source maps must be in the header exactly once; say why when it is not."""
+    wanted = [c for c in [*src.columns.values(), *(src.filter or {})] if isinstance(c, str)]
+    for col in wanted:
+        at = [i + 1 for i, h in enumerate(header) if h == col]
+        if len(at) > 1:
+            raise ValueError(
+                f"source '{src.id}': field 'columns' names column {col!r}, which appears {len(at)} times "
+                f"in the header of {path} (columns {', '.join(map(str, at))}); rename one of them"
+            )
+        if at:
+            continue
+        # repr() shows what the header really holds: a stray BOM or zero-width space in a name
+        # would otherwise print as the very column the message says is missing.
+        shown = ", ".join(repr(h) for h in header)
+        near = [(i + 1, h) for i, h in enumerate(header) if _visible(h) == _visible(col) and h != col]
+        if near:
+            i, h = near[0]
+            odd = ", ".join(f"U+{ord(c):04X}" for c in h if c not in col) or "spacing"
+            raise ValueError(
+                f"source '{src.id}': field 'columns' names column {col!r}; the header of {path} "
+                f"has {h!r} (line 1, column {i}), which differs by invisible characters ({odd}). "
+                f"Header: {shown}"
+            )
+        raise ValueError(
+            f"source '{src.id}': field 'columns' names column {col!r}, not in the header of {path} "
+            f"({shown})"
+        )
 
 
 class Reject(Exception):
