@@ -1,87 +1,215 @@
-"""report phase: scores.json, Table-2 style markdown with deltas, plot, errors."""
+"""report phase: scores.json, the Table 2 layout with the paper's rows, other tasks, plot, errors.
+
+Expected paper cells are read from the data file itself (data/paper/atlas_chat_table2.yaml); the
+run's expected cells follow from the scores written here (fractions shown x100, 0-100 metrics as is).
+"""
 
 from __future__ import annotations
 
 import json
 
-from atlas_forge import cli, io
+import pytest
+import yaml
+
+from atlas_forge import cli, io, report
+
+PAPER = "data/paper/atlas_chat_table2.yaml"
+# the column ids the evaluate phase may set (task config key `column`)
+CONTRACT_COLUMNS = [
+    "darijammlu", "darijahellaswag", "belebele_ary", "alpaca_eval", "sentiment", "translation",
+    "transliteration", "summarization",
+]  # fmt: skip
 
 
-def _result(tmp_path, model, task, family, scores, main):
+@pytest.fixture
+def paper_path(repo_root):
+    return str(repo_root / PAPER)
+
+
+def _result(tmp_path, model, task, family, scores, main, column=None, shots=0):
     p = tmp_path / "results" / model / f"{task}.json"
-    io.write_json(
-        {
-            "task": task,
-            "family": family,
-            "model": model,
-            "scores": scores,
-            "main_metric": main,
-            "n": 10,
-            "settings": {},
-            "harness": "atlas-forge 0.1.0",
-        },
-        p,
-    )
+    r = {
+        "task": task,
+        "family": family,
+        "model": model,
+        "scores": scores,
+        "main_metric": main,
+        "n": 10,
+        "settings": {"num_fewshot": shots},
+        "harness": "atlas-forge 0.1.0",
+    }
+    if column:
+        r["column"] = column
+    io.write_json(r, p)
     return str(p)
 
 
-def test_report_outputs(tmp_path):
-    paths = [
-        _result(tmp_path, "base", "mcq", "mcq_letters", {"acc": 0.25}, "acc"),
-        _result(tmp_path, "sft", "mcq", "mcq_letters", {"acc": 0.5}, "acc"),
-        _result(
-            tmp_path, "base", "translation", "generation", {"bleu": 1.0, "ter": 90.0, "chrf": 10.0}, "bleu"
-        ),
-        _result(
-            tmp_path, "sft", "translation", "generation", {"bleu": 3.5, "ter": 80.0, "chrf": 12.0}, "bleu"
-        ),
-    ]
-    out = {
-        k: tmp_path / v for k, v in (("scores", "scores.json"), ("report", "report.md"), ("plot", "s.png"))
-    }
+def _run(tmp_path, paths, params):
+    names = (("scores", "scores.json"), ("report", "report.md"), ("plot", "s.png"))
+    out = {k: tmp_path / v for k, v in names}
     rc = cli.main(
-        [
-            "report",
-            "--params",
-            json.dumps({"baseline": "base", "candidate": "sft"}),
-            "--results",
-            *paths,
-            "--scores",
-            str(out["scores"]),
-            "--report",
-            str(out["report"]),
-            "--plot",
-            str(out["plot"]),
-        ]
-    )
+        ["report", "--params", json.dumps(params), "--results", *paths, "--scores", str(out["scores"]),
+         "--report", str(out["report"]), "--plot", str(out["plot"])]
+    )  # fmt: skip
+    return rc, out
+
+
+def _table(md: str, first_header: str) -> dict[str, dict[str, str]]:
+    """The markdown table whose header starts with `first_header`: {row label: {column: cell}}."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells, strict=True))
+    return rows, header
+
+
+def _run_results(tmp_path):
+    paths = []
+    for model, acc in (("base", 0.25), ("sft", 0.5)):
+        paths += [
+            _result(tmp_path, model, "mmlu0", "mcq_letters", {"acc": acc, "acc/history": 0.1}, "acc",
+                    "darijammlu", 0),
+            _result(tmp_path, model, "mmlu3", "mcq_letters", {"acc": acc + 0.1}, "acc", "darijammlu", 3),
+            _result(tmp_path, model, "doda", "generation",
+                    {"bleu": 1.0 + 10 * acc, "chrf": 10.0, "ter": 100.0 - 40 * acc, "bleu/ary->eng": 2.0},
+                    "bleu", "translation"),
+            _result(tmp_path, model, "alpaca", "judge",
+                    {"win_rate": None, "n_judged": 0, "n_flipped": 4}, "win_rate", "alpaca_eval"),
+            _result(tmp_path, model, "mcq", "mcq_letters", {"acc": acc}, "acc"),
+        ]  # fmt: skip
+    return paths
+
+
+def test_report_table2_layout_and_paper_rows(tmp_path, paper_path):
+    params = {"baseline": "base", "candidate": "sft", "paper": paper_path}
+    rc, out = _run(tmp_path, _run_results(tmp_path), params)
     assert rc == 0
     scores = io.read_json(out["scores"])
-    assert scores["sft"]["mcq"]["acc"] == 0.5 and scores["base"]["translation"]["ter"] == 90.0
+    assert scores["sft"]["mmlu0"]["acc"] == 0.5 and scores["base"]["doda"]["ter"] == 90.0
+    assert scores["sft"]["alpaca"]["win_rate"] is None  # null, not 0
     md = out["report"].read_text(encoding="utf-8")
-    assert "| task | metric | base | sft | Δ |" in md
-    assert "| mcq (mcq_letters) | **acc** | 25.00 | 50.00 | +25.00 ▲ |" in md
-    assert "|  | ter | 90.00 | 80.00 | -10.00 ▲ |" in md  # lower TER is better
-    assert "| translation (generation) | **bleu** | 1.00 | 3.50 | +2.50 ▲ |" in md
+    rows, header = _table(md, "model")
+    paper = yaml.safe_load(open(paper_path, encoding="utf-8"))
+
+    # columns in the paper's order; shots of one column as sub-columns
+    col_labels = [c["label"] for c in paper["columns"]]
+    firsts = [next(i for i, h in enumerate(header) if h.startswith(lab)) for lab in col_labels]
+    assert firsts == sorted(firsts)
+    assert header.index("DarijaMMLU 0-shot") < header.index("DarijaMMLU 3-shot")
+    assert "Translation (DODa-10K) TER" in header  # the run's metric beside the paper's three
+    assert not any("/" in h for h in header)  # per-subset and per-direction scores stay out
+
+    # run rows: fractions x100, 0-100 metrics as stored, TER lower is better, null win rate "–"
+    base, sft, delta = rows["base"], rows["sft"], rows["Δ (sft − base)"]
+    assert (base["DarijaMMLU 0-shot"], sft["DarijaMMLU 0-shot"], delta["DarijaMMLU 0-shot"]) == (
+        "25.00", "50.00", "+25.00 ▲")  # fmt: skip
+    assert sft["DarijaMMLU 3-shot"] == "60.00"
+    assert (base["Translation (DODa-10K) BLEU"], sft["Translation (DODa-10K) BLEU"]) == ("3.50", "6.00")
+    assert delta["Translation (DODa-10K) TER"] == "-10.00 ▲"
+    assert delta["Translation (DODa-10K) chrF"] == "+0.00"
+    assert base["DarijaAlpacaEval"] == sft["DarijaAlpacaEval"] == delta["DarijaAlpacaEval"] == "–"
+    assert base["Sentiment"] == "–"  # not run here
+
+    # paper rows: every figure of the data file, in percent as printed, † for the model card's
+    marks = {key: "†" * i for i, key in enumerate(paper["sources"])}
+    source = {c["id"]: c["source"] for c in paper["columns"]}
+    checked = 0
+    subs = report.layout(*report.collect(_run_results(tmp_path)), paper, report.ReportConfig())
+    for model in ("Atlas-Chat-2B", "Atlas-Chat-9B", "gemma-2-2b-it", "gemma-2-9b-it"):
+        row = rows[f"paper: {model}"]
+        for sub in subs:
+            v = paper["models"][model].get(sub.column, {}).get(sub.shot, {}).get(sub.metric)
+            v = v if sub.paper else None
+            want = "–" if v is None else f"{v:.2f}{marks[source[sub.column]]}"
+            assert row[sub.label] == want, (model, sub.label)
+            checked += v is not None
+    assert checked >= 4 * 16  # Table 2's 16 figures per model at least
+    assert rows["paper: Atlas-Chat-2B"]["Translation (DODa-10K) TER"] == "–"  # not in the paper
+    assert "arXiv:2409.17912v2" in md and "Table 2" in md
+
+    # tasks without a column: the other-tasks table
+    other, _ = _table(md, "task")
+    assert other["mcq (mcq_letters)"]["base"] == "25.00" and other["mcq (mcq_letters)"]["Δ"] == "+25.00 ▲"
+    assert "mmlu0 (mcq_letters)" not in other
     assert out["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_paper_data_file(paper_path):
+    paper = report.load_paper(paper_path)  # validates every figure's column, shot and metric
+    ids = [c["id"] for c in paper["columns"]]
+    assert set(ids) <= set(CONTRACT_COLUMNS) and ids[:3] == ["darijammlu", "darijahellaswag", "belebele_ary"]
+    for src in paper["sources"].values():
+        assert src["cite"] and src["url"] and src["read_from"]
+    for model in ("Atlas-Chat-2B", "Atlas-Chat-9B", "gemma-2-2b-it", "gemma-2-9b-it"):
+        figures = paper["models"][model]
+        for c in paper["columns"]:
+            for shot in c["shots"]:
+                for metric in c["metrics"]:
+                    v = figures[c["id"]][shot][metric]
+                    assert v is None or 0.0 <= v <= 100.0, (model, c["id"], shot, metric)
+
+
+def test_load_paper_rejects_unknown_keys(tmp_path, paper_path):
+    good = yaml.safe_load(open(paper_path, encoding="utf-8"))
+    for mutate, msg in (
+        (lambda d: d["models"]["Atlas-Chat-2B"]["darijammlu"][0].update(accuracy=1.0), "unknown metric"),
+        (lambda d: d["models"]["Atlas-Chat-2B"].update(mmlu={0: {"acc": 1.0}}), "unknown column"),
+        (lambda d: d["models"]["Atlas-Chat-2B"]["darijammlu"].update({5: {"acc": 1.0}}), "shot 5"),
+        (lambda d: d["models"]["Atlas-Chat-2B"]["sentiment"][0].update(acc="74"), "not a number"),
+    ):
+        bad = yaml.safe_load(yaml.safe_dump(good))
+        mutate(bad)
+        p = tmp_path / "bad.yaml"
+        p.write_text(yaml.safe_dump(bad), encoding="utf-8")
+        with pytest.raises(ValueError, match=msg):
+            report.load_paper(p)
+
+
+def test_shared_column_and_run_only_column(tmp_path, paper_path):
+    paths = []
+    for model in ("base", "sft"):
+        paths += [
+            _result(tmp_path, model, "tr_doda", "generation", {"bleu": 5.0, "chrf": 20.0}, "bleu",
+                    "translation"),
+            _result(tmp_path, model, "tr_flores", "generation", {"bleu": 7.0, "chrf": 30.0}, "bleu",
+                    "translation"),
+            _result(tmp_path, model, "extra", "mcq_letters", {"acc": 0.3}, "acc", "my_column"),
+            _result(tmp_path, model, "judge", "judge", {"win_rate": 0.4, "n_judged": 5}, "win_rate",
+                    "alpaca_eval"),
+        ]  # fmt: skip
+    rc, out = _run(tmp_path, paths, {"paper": paper_path})
+    assert rc == 0
+    rows, header = _table(out["report"].read_text(encoding="utf-8"), "model")
+    # two tasks in one column and shot: each its own sub-columns; the paper's figures their own
+    assert rows["sft"]["Translation (DODa-10K) [tr_flores] BLEU"] == "7.00"
+    assert rows["sft"]["Translation (DODa-10K) [tr_doda] BLEU"] == "5.00"
+    assert rows["paper: Atlas-Chat-9B"]["Translation (DODa-10K) [tr_doda] BLEU"] == "–"
+    paper = report.load_paper(paper_path)
+    assert rows["paper: Atlas-Chat-9B"]["Translation (DODa-10K) [paper] BLEU"] == (
+        f"{paper['models']['Atlas-Chat-9B']['translation'][0]['bleu']:.2f}"
+    )
+    # a column the paper does not have comes after the paper's
+    assert header[-1] == "my_column" and rows["base"]["my_column"] == "30.00"
+    assert rows["base"]["DarijaAlpacaEval"] == "40.00"  # a win rate is a fraction: shown in percent
+
+
+def test_report_without_paper_rows(tmp_path):
+    rc, out = _run(tmp_path, _run_results(tmp_path), {"baseline": "base", "candidate": "sft"})
+    assert rc == 0
+    md = out["report"].read_text(encoding="utf-8")
+    rows, _ = _table(md, "model")
+    assert set(rows) == {"base", "sft", "Δ (sft − base)"} and "paper:" not in md
+    assert rows["sft"]["darijammlu 0-shot"] == "50.00"  # labels and order come with the paper file
+
+
 def test_report_missing_candidate(tmp_path, capsys):
     p = _result(tmp_path, "base", "mcq", "mcq_letters", {"acc": 0.25}, "acc")
-    rc = cli.main(
-        [
-            "report",
-            "--params",
-            json.dumps({"baseline": "base", "candidate": "sft"}),
-            "--results",
-            p,
-            "--scores",
-            str(tmp_path / "a.json"),
-            "--report",
-            str(tmp_path / "b.md"),
-            "--plot",
-            str(tmp_path / "c.png"),
-        ]
-    )
+    rc, _ = _run(tmp_path, [p], {"baseline": "base", "candidate": "sft"})
     assert rc == 2
     assert "no results for model 'sft'" in capsys.readouterr().err

@@ -1,105 +1,368 @@
 """report phase: results/<model>/<task>.json -> scores.json, a Table-2 style report and a plot.
 
-report.md follows the layout of Atlas-Chat Table 2 turned on its side: one row per task and metric,
-columns baseline, candidate and the difference. Accuracies are shown in percent (as the paper);
-BLEU, chrF, TER and ROUGE are already on 0-100. For TER lower is better.
+report.md has two tables:
+
+- Table 2 columns: the columns of Atlas-Chat Table 2 (arXiv 2409.17912v2, Section 9) in the
+  paper's order. A task joins it through its `column` (task config key, copied into its result);
+  tasks that share a column with different `num_fewshot` become sub-columns ("0-shot", "3-shot").
+  Rows: the baseline, the candidate, their difference, then the paper's published figures
+  (`report.paper`, data/paper/atlas_chat_table2.yaml, each figure cited there).
+- Other tasks: tasks without a `column`, one row per task and metric (baseline, candidate, Δ).
+
+Units: accuracies and win rates are stored as fractions in [0, 1] and shown in percent, as the
+paper prints them; BLEU, chrF, TER, ROUGE and BERTScore are stored on 0-100 already. TER is the one
+lower-is-better metric. A null score (e.g. a judge win rate when no pair could be judged) is "–".
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from atlas_forge import config, io
 
 log = logging.getLogger(__name__)
 LOWER_IS_BETTER = ("ter",)
+FRACTION_METRICS = ("acc", "acc_norm", "win_rate")  # stored in [0, 1], shown x100
+# names as the paper prints them; the order within a column when the paper gives none
+METRIC_LABELS = {
+    "acc": "acc",
+    "acc_norm": "acc_norm",
+    "chrf": "chrF",
+    "bleu": "BLEU",
+    "ter": "TER",
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum",
+    "bertscore": "BERTScore",
+    "win_rate": "win rate",
+}
+MISSING = "–"
 
 
 @dataclass
 class ReportConfig:
     baseline: str = "base"
     candidate: str = "sft"
+    paper: str = ""  # YAML of the paper's published figures; "" leaves the paper rows out
 
 
-def collect(paths) -> tuple[dict, dict, dict]:
-    """scores {model: {task: {metric: value}}}, main metric per task, family per task."""
-    scores: dict[str, dict[str, dict[str, float]]] = {}
-    main: dict[str, str] = {}
-    family: dict[str, str] = {}
+@dataclass
+class TaskInfo:
+    main: str
+    family: str = ""
+    column: str | None = None
+    num_fewshot: int = 0
+    n: int | None = None  # items scored (first result seen; base and candidate score the same items)
+
+
+@dataclass
+class SubColumn:
+    column: str  # Table 2 column id
+    label: str
+    shot: int
+    metric: str
+    task: str | None  # the run's task shown here; None: a column only the paper fills
+    paper: bool  # the paper's figure for (column, shot, metric) is shown here
+    group: str = ""  # the column's own label, without shot and metric
+
+
+# --- inputs ---------------------------------------------------------------------------------
+def collect(paths) -> tuple[dict, dict[str, TaskInfo]]:
+    """scores {model: {task: {metric: value or None}}} and what each task is (from its results)."""
+    scores: dict[str, dict[str, dict[str, float | None]]] = {}
+    tasks: dict[str, TaskInfo] = {}
     for p in paths:
         r = io.read_json(p)
         for key in ("task", "model", "scores"):
             if key not in r:
                 raise ValueError(f"{p}: missing '{key}'")
-        scores.setdefault(r["model"], {})[r["task"]] = {k: float(v) for k, v in r["scores"].items()}
-        main.setdefault(r["task"], r.get("main_metric") or sorted(r["scores"])[0])
-        family.setdefault(r["task"], r.get("family", ""))
-    return scores, main, family
+        scores.setdefault(r["model"], {})[r["task"]] = {
+            k: None if v is None else float(v) for k, v in r["scores"].items()
+        }
+        if r["task"] not in tasks:
+            settings = r.get("settings") or {}
+            tasks[r["task"]] = TaskInfo(
+                main=r.get("main_metric") or sorted(r["scores"])[0],
+                family=r.get("family", ""),
+                column=r.get("column") or None,
+                num_fewshot=int(settings.get("num_fewshot") or 0),
+                n=r.get("n"),
+            )
+    return scores, tasks
+
+
+def load_paper(path) -> dict:
+    """The paper data file, checked: every figure sits in a declared column, shot and metric."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    for key in ("sources", "columns", "models"):
+        if key not in data:
+            raise ValueError(f"{path}: missing '{key}'")
+    cols = {}
+    for c in data["columns"]:
+        missing = {"id", "label", "shots", "metrics", "source"} - set(c)
+        if missing:
+            raise ValueError(f"{path}: column {c.get('id', '?')} lacks {sorted(missing)}")
+        if c["source"] not in data["sources"]:
+            raise ValueError(f"{path}: column {c['id']}: unknown source {c['source']!r}")
+        cols[c["id"]] = c
+    for model, figures in data["models"].items():
+        for col, by_shot in figures.items():
+            if col not in cols:
+                raise ValueError(f"{path}: {model}: unknown column {col!r}")
+            for shot, by_metric in by_shot.items():
+                if shot not in cols[col]["shots"]:
+                    raise ValueError(f"{path}: {model}.{col}: shot {shot!r} not in {cols[col]['shots']}")
+                for metric, value in by_metric.items():
+                    if metric not in cols[col]["metrics"]:
+                        raise ValueError(f"{path}: {model}.{col}.{shot}: unknown metric {metric!r}")
+                    if value is not None and not isinstance(value, (int, float)):
+                        raise ValueError(f"{path}: {model}.{col}.{shot}.{metric}: not a number: {value!r}")
+    return data
+
+
+# --- formatting -------------------------------------------------------------------------------
+def _scale(metric: str) -> float:
+    return 100.0 if metric.split("/")[0] in FRACTION_METRICS else 1.0
 
 
 def _display(metric: str, value: float | None) -> str:
-    if value is None:
-        return "–"
-    if metric.split("/")[0].startswith("acc"):
-        value *= 100.0
-    return f"{value:.2f}"
+    return MISSING if value is None else f"{value * _scale(metric):.2f}"
 
 
 def _delta(metric: str, a: float | None, b: float | None) -> str:
     if a is None or b is None:
-        return "–"
-    scale = 100.0 if metric.split("/")[0].startswith("acc") else 1.0
-    d = (b - a) * scale
+        return MISSING
+    d = (b - a) * _scale(metric)
     better = d < 0 if metric.split("/")[0] in LOWER_IS_BETTER else d > 0
     return f"{d:+.2f}" + (" ▲" if better and d else (" ▼" if d else ""))
 
 
-def render(scores: dict, main: dict, family: dict, cfg: ReportConfig) -> str:
+def _shown(metric: str, main: str) -> bool:
+    """Metrics in the Table 2 columns: the headline ones, not per-subset (acc/<source>) or counts."""
+    return metric == main or not ("/" in metric or metric.startswith("n_") or metric.endswith("_stderr"))
+
+
+def _metric_order(metrics, paper_metrics) -> list[str]:
+    canon = list(METRIC_LABELS)
+    rest = sorted(
+        set(metrics) - set(paper_metrics),
+        key=lambda m: (m not in canon, canon.index(m) if m in canon else 0, m),
+    )
+    return [m for m in paper_metrics if m in metrics] + rest
+
+
+# --- the Table 2 layout ---------------------------------------------------------------------------
+def layout(
+    scores: dict, tasks: dict[str, TaskInfo], paper: dict | None, cfg: ReportConfig
+) -> list[SubColumn]:
+    """Sub-columns in the paper's column order, then columns only the run has (first seen first).
+
+    Within a column: shots ascending; within a shot: the paper's metrics in its order, then the
+    run's other metrics. When two run tasks share a column and a shot (e.g. one task per source),
+    each gets its own sub-columns and the paper's figures get theirs, since they match neither alone.
+    """
+    models = (cfg.baseline, cfg.candidate)
+    paper_cols = {c["id"]: c for c in (paper or {}).get("columns", [])}
+    run_cols: dict[str, dict[int, list[str]]] = {}
+    for name in sorted(tasks):
+        info = tasks[name]
+        if info.column:
+            run_cols.setdefault(info.column, {}).setdefault(info.num_fewshot, []).append(name)
+    order = list(paper_cols) + [c for c in run_cols if c not in paper_cols]
+    out: list[SubColumn] = []
+    for col in order:
+        pc = paper_cols.get(col, {})
+        label = pc.get("label", col)
+        by_shot = run_cols.get(col, {})
+        paper_shots = list(pc.get("shots", []))
+        shots = sorted(set(paper_shots) | set(by_shot))
+        subs: list[SubColumn] = []
+        for shot in shots:
+            names = by_shot.get(shot, [])
+            paper_metrics = list(pc.get("metrics", [])) if shot in paper_shots else []
+
+            def run_metrics(task):
+                got = set()
+                for m in models:
+                    got |= set(scores.get(m, {}).get(task, {}))
+                return {m for m in got if _shown(m, tasks[task].main)}
+
+            if len(names) <= 1:
+                task = names[0] if names else None
+                have = run_metrics(task) if task else set()
+                metrics = _metric_order(have | set(paper_metrics), paper_metrics)
+                # a metric the task does not report (e.g. the paper's summarization judge) is the
+                # paper's alone: no task behind it
+                subs += [
+                    SubColumn(col, label, shot, m, task if m in have else None, m in paper_metrics)
+                    for m in metrics
+                ]
+            else:
+                for task in names:
+                    subs += [
+                        SubColumn(col, f"{label} [{task}]", shot, m, task, False)
+                        for m in _metric_order(run_metrics(task), paper_metrics)
+                    ]
+                subs += [SubColumn(col, f"{label} [paper]", shot, m, None, True) for m in paper_metrics]
+        # a shot is named when the column has several or a non-zero one; a metric when it has several
+        many_shots = len({s.shot for s in subs}) > 1 or any(s.shot for s in subs)
+        many_metrics = len({s.metric for s in subs}) > 1
+        for s in subs:
+            s.group = label
+            parts = [s.label]
+            if many_shots:
+                parts.append(f"{s.shot}-shot")
+            if many_metrics:
+                parts.append(METRIC_LABELS.get(s.metric, s.metric))
+            s.label = " ".join(parts)
+        out += subs
+    return out
+
+
+def _paper_value(paper: dict, model: str, sub: SubColumn) -> float | None:
+    return paper["models"][model].get(sub.column, {}).get(sub.shot, {}).get(sub.metric)
+
+
+def render_table2(
+    scores: dict, tasks: dict[str, TaskInfo], paper: dict | None, cfg: ReportConfig
+) -> list[str]:
+    subs = layout(scores, tasks, paper, cfg)
     base, cand = scores.get(cfg.baseline, {}), scores.get(cfg.candidate, {})
+
+    def run(side, s):
+        return side.get(s.task, {}).get(s.metric) if s.task else None
+
     lines = [
-        "# Benchmark scores",
-        "",
-        f"Baseline: `{cfg.baseline}`, candidate: `{cfg.candidate}`. Layout of Atlas-Chat Table 2 "
-        "(arXiv 2409.17912), transposed: rows are tasks and metrics. Accuracies in %; BLEU, chrF, "
-        "TER (lower is better) and ROUGE on 0-100. **Bold**: the task's main metric.",
-        "",
-        f"| task | metric | {cfg.baseline} | {cfg.candidate} | Δ |",
-        "|---|---|---:|---:|---:|",
+        "| model | " + " | ".join(s.label for s in subs) + " |",
+        "|---|" + "---:|" * len(subs),
+        f"| {cfg.baseline} | " + " | ".join(_display(s.metric, run(base, s)) for s in subs) + " |",
+        f"| {cfg.candidate} | " + " | ".join(_display(s.metric, run(cand, s)) for s in subs) + " |",
+        f"| Δ ({cfg.candidate} − {cfg.baseline}) | "
+        + " | ".join(_delta(s.metric, run(base, s), run(cand, s)) for s in subs)
+        + " |",
     ]
-    for task in sorted(main):
+    if paper:
+        source_of = {c["id"]: c["source"] for c in paper["columns"]}
+        marks = {src: "" if i == 0 else "†" * i for i, src in enumerate(paper["sources"])}
+        for model in paper["models"]:
+            cells = []
+            for s in subs:
+                v = _paper_value(paper, model, s) if s.paper else None
+                # paper figures are printed in percent already: no scaling
+                cells.append(MISSING if v is None else f"{float(v):.2f}{marks[source_of[s.column]]}")
+            lines.append(f"| paper: {model} | " + " | ".join(cells) + " |")
+    lines.append("")
+    run_tasks = list(dict.fromkeys(s.task for s in subs if s.task))
+    for t in run_tasks:
+        info = tasks[t]
+        where = ", ".join(dict.fromkeys(s.label for s in subs if s.task == t))
+        about = f"{info.family}, {info.num_fewshot}-shot, n = {info.n}, main metric `{info.main}`"
+        lines.append(f"- `{t}` ({about}): {where}")
+    not_run = [
+        c for c in dict.fromkeys(s.column for s in subs) if not any(s.task for s in subs if s.column == c)
+    ]
+    if not_run:
+        labels = {s.column: s.group for s in subs}
+        lines.append(f"- not run here (paper figures only): {', '.join(labels[c] for c in not_run)}")
+    return lines
+
+
+def render_other(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig) -> list[str]:
+    base, cand = scores.get(cfg.baseline, {}), scores.get(cfg.candidate, {})
+    lines = [f"| task | metric | {cfg.baseline} | {cfg.candidate} | Δ |", "|---|---|---:|---:|---:|"]
+    for task in sorted(t for t in tasks if not tasks[t].column):
+        main = tasks[task].main
         metrics = sorted(
-            set(base.get(task, {})) | set(cand.get(task, {})), key=lambda m: (m != main[task], "/" in m, m)
+            set(base.get(task, {})) | set(cand.get(task, {})), key=lambda m: (m != main, "/" in m, m)
         )
         for i, m in enumerate(metrics):
             a, b = base.get(task, {}).get(m), cand.get(task, {}).get(m)
-            name = f"**{m}**" if m == main[task] else m
-            label = f"{task} ({family[task]})" if i == 0 and family.get(task) else (task if i == 0 else "")
+            name = f"**{m}**" if m == main else m
+            fam = tasks[task].family
+            label = (f"{task} ({fam})" if fam else task) if i == 0 else ""
             lines.append(f"| {label} | {name} | {_display(m, a)} | {_display(m, b)} | {_delta(m, a, b)} |")
+    return lines
+
+
+def render(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig, paper: dict | None = None) -> str:
+    lines = [
+        "# Benchmark scores",
+        "",
+        f"Baseline `{cfg.baseline}`, candidate `{cfg.candidate}`. Accuracies and win rates in %; BLEU, "
+        "chrF, TER (lower is better), ROUGE and BERTScore on 0-100. "
+        f"{MISSING}: no score (not run, or nothing could be scored, e.g. a judge with no consistent "
+        "verdict).",
+        "",
+        "## Atlas-Chat Table 2 columns",
+        "",
+        "Columns in the order of Table 2 of the Atlas-Chat paper (arXiv 2409.17912v2, Section 9); a task "
+        "joins a column through its `column` key.",
+        "",
+    ]
+    lines += render_table2(scores, tasks, paper, cfg)
+    if paper:
+        lines += ["", "Paper rows: figures as published, in percent, not measured here. Sources:", ""]
+        for i, (key, src) in enumerate(paper["sources"].items()):
+            mark = "" if i == 0 else "†" * i + " "
+            cols = ", ".join(c["label"] for c in paper["columns"] if c["source"] == key)
+            lines.append(
+                f"- {mark}`{key}` ({cols}): {' '.join(src['cite'].split())} {src.get('url', '')}".rstrip()
+            )
+            if src.get("settings"):
+                lines.append(f"  Settings: {' '.join(src['settings'].split())}")
+        lines += [
+            "",
+            "The paper scores instruction-tuned 2B-27B models on the full benchmarks; a run with other "
+            "models, other data or a subset of items is comparable in layout only.",
+        ]
+    if any(not t.column for t in tasks.values()):
+        lines += ["", "## Other tasks", "", "**Bold**: the task's main metric.", ""]
+        lines += render_other(scores, tasks, cfg)
     others = sorted(set(scores) - {cfg.baseline, cfg.candidate})
     if others:
         lines += ["", f"Other models scored (in scores.json): {', '.join(others)}."]
     return "\n".join(lines) + "\n"
 
 
-def plot(scores: dict, main: dict, cfg: ReportConfig, path) -> None:
+def _task_order(tasks: dict[str, TaskInfo], paper: dict | None) -> list[str]:
+    col_rank = {c["id"]: i for i, c in enumerate((paper or {}).get("columns", []))}
+    return sorted(
+        tasks,
+        key=lambda t: (
+            tasks[t].column is None,
+            col_rank.get(tasks[t].column, len(col_rank)),
+            tasks[t].column or "",
+            tasks[t].num_fewshot,
+            t,
+        ),
+    )
+
+
+def plot(
+    scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig, path, paper: dict | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = sorted(main)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(tasks) + 2), 4))
+    names = _task_order(tasks, paper)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names) + 2), 4))
     width = 0.38
     for k, (model, color) in enumerate(((cfg.baseline, "#9aa5b1"), (cfg.candidate, "#1f77b4"))):
         vals = []
-        for t in tasks:
-            v = scores.get(model, {}).get(t, {}).get(main[t])
-            vals.append(0.0 if v is None else v * (100.0 if main[t].startswith("acc") else 1.0))
-        xs = [i + (k - 0.5) * width for i in range(len(tasks))]
+        for t in names:
+            v = scores.get(model, {}).get(t, {}).get(tasks[t].main)
+            vals.append(0.0 if v is None else v * _scale(tasks[t].main))  # no score: an empty bar
+        xs = [i + (k - 0.5) * width for i in range(len(names))]
         bars = ax.bar(xs, vals, width, label=model, color=color)
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.set_xticks(range(len(tasks)), [f"{t}\n{main[t]}" for t in tasks], fontsize=8)
+    ax.set_xticks(range(len(names)), [f"{t}\n{tasks[t].main}" for t in names], fontsize=8)
     ax.set_ylabel("score (0-100)")
     ax.set_title("Main metric per task")
     ax.legend()
@@ -113,11 +376,17 @@ def run_cli(args) -> None:
     cfg = config.parse(ReportConfig, args.params or {}, "report")
     if not args.results:
         raise ValueError("report: no --results files")
-    scores, main, family = collect(args.results)
+    scores, tasks = collect(args.results)
     for name in (cfg.baseline, cfg.candidate):
         if name not in scores:
             raise ValueError(f"report: no results for model '{name}' (have: {', '.join(sorted(scores))})")
+    paper = load_paper(cfg.paper) if cfg.paper else None
     io.write_json(scores, args.scores)
-    io.write_text(render(scores, main, family, cfg), args.report)
-    plot(scores, main, cfg, args.plot)
-    log.info("report: %d models, %d tasks", len(scores), len(main))
+    io.write_text(render(scores, tasks, cfg, paper), args.report)
+    plot(scores, tasks, cfg, args.plot, paper)
+    log.info(
+        "report: %d models, %d tasks%s",
+        len(scores),
+        len(tasks),
+        f", paper rows from {cfg.paper}" if paper else "",
+    )
