@@ -256,7 +256,7 @@ def render_table2(
                 # paper figures are printed in percent already: no scaling
                 cells.append(MISSING if v is None else f"{float(v):.2f}{marks[source_of[s.column]]}")
             lines.append(f"| paper: {model} | " + " | ".join(cells) + " |")
-    lines.append("")
+    lines += ["", "Δ: ▲ better, ▼ worse (for TER, lower is better). The run's tasks behind the columns:", ""]
     run_tasks = list(dict.fromkeys(s.task for s in subs if s.task))
     for t in run_tasks:
         info = tasks[t]
