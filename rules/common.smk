@@ -16,7 +16,15 @@ CHAT = [s for s, c in SOURCES.items() if c["role"] == "chat"]
 # English evaluation chats (AlpacaEval): translated like CHAT, then judged; never filtered into training
 EVAL_CHAT = [s for s, c in SOURCES.items() if c["role"] == "eval_chat"]
 RAW = [s for s, c in SOURCES.items() if c["role"] == "raw"]
-TRAIN_SOURCES = NATIVE + CHAT
+# rows that are already Darija chat (e.g. the released Darija-SFT-Mixture): ingested, then straight
+# to filter and mixture; no split, instruct or translate
+DARIJA_CHAT = [s for s, c in SOURCES.items() if c["role"] == "darija_chat"]
+# mixture.sources (optional) trains on those sources only, e.g. the released mixture alone
+_MIXTURE_ONLY = config["mixture"].get("sources") or []
+_unknown = [s for s in _MIXTURE_ONLY if s not in NATIVE + CHAT + DARIJA_CHAT]
+if _unknown:
+    raise ValueError(f"mixture.sources: {_unknown[0]!r} is not a native, chat or darija_chat source")
+TRAIN_SOURCES = [s for s in NATIVE + CHAT + DARIJA_CHAT if not _MIXTURE_ONLY or s in _MIXTURE_ONLY]
 MODELS = list(config["evaluate"]["models"])
 TASKS = {t["name"]: t for t in config["evaluate"]["tasks"] + config["evaluate"].get("extra_tasks", [])}
 MODEL_DIRS = {"base": "models/base", "sft": "models/sft/merged"}
@@ -80,6 +88,29 @@ def judge_model(wildcards):
 
 
 def training_table(wildcards):
-    if SOURCES[wildcards.source]["role"] == "chat":
+    role = SOURCES[wildcards.source]["role"]
+    if role == "chat":
         return f"data/interim/translated/{wildcards.source}.parquet"
+    if role == "darija_chat":
+        return f"data/interim/ingested/{wildcards.source}.parquet"
     return f"data/interim/instructions/{wildcards.source}.parquet"
+
+
+def filter_params(wildcards):
+    """The filter section, with the steps a source lists as its own `filter_steps` (an overlay
+    decides which of the project's filters already-curated rows pass through)."""
+    steps = SOURCES[wildcards.source].get("filter_steps")
+    return as_json({**config["filter"], **({"steps": steps} if steps is not None else {})})
+
+
+def instruct_params():
+    """The instruct section plus the mixture's train/test draw: instruct combines only source rows
+    of the same side into one conversation (few-shot examples, multi-turn partners)."""
+    sides = {"seed": config["mixture"]["seed"], "test_fraction": config["mixture"]["test_fraction"]}
+    return as_json({**config["instruct"], "sides": sides})
+
+
+def subset_reference(wildcards=None):
+    """The published per-subset counts the mixture card compares with (mixture.subset_reference)."""
+    path = config["mixture"].get("subset_reference") or ""
+    return [path] if path else []

@@ -2,8 +2,9 @@ rule evaluate_task:
     input:
         model=lambda w: MODEL_DIRS[w.model],
         data=lambda w: [eval_table(s) for s in TASKS[w.task]["sources"]],
+        fewshot=lambda w: [eval_table(s) for s in TASKS[w.task].get("fewshot_sources", [])],
         judge=judge_model,
-        code=code("evaluate/*.py", "textnorm.py", "openai_client.py"),
+        code=code("evaluate/*.py", "benchmarks.py", "textnorm.py", "openai_client.py"),
     output:
         scores="results/{model}/{task}.json",
         samples="results/{model}/{task}.samples.jsonl",
@@ -14,12 +15,15 @@ rule evaluate_task:
         "logs/evaluate/{model}/{task}.log",
     threads: config["evaluate"]["threads"]
     resources:
-        mem_mb=4000,
+        # how the job runs, not what it computes: device auto picks the GPU when the job has one
+        mem_mb=res("evaluate", "mem_mb", 4000),
+        runtime=res("evaluate", "runtime", 60),
+        gpu=res("evaluate", "gpu", 0),
     conda:
         "../envs/atlas-forge.yaml"
     shell:
         "python -m atlas_forge evaluate --task {params.task:q} --batch-size {params.batch_size} --model {input.model} "
-        "--model-name {wildcards.model} --data {input.data} --out {output.scores} --samples {output.samples} "
+        "--model-name {wildcards.model} --data {input.data} --fewshot-data {input.fewshot} --device auto --out {output.scores} --samples {output.samples} "
         "--threads {threads} > {log} 2>&1"
 
 

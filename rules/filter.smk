@@ -32,7 +32,7 @@ rule filter_source:
         rejects="data/reports/rejects/filter/{source}.parquet",
         report="data/reports/filter/{source}.json",
     params:
-        cfg=as_json(config["filter"]),
+        cfg=filter_params,
     log:
         "logs/filter/{source}.log",
     resources:

@@ -1,12 +1,12 @@
 rule instruct_source:
     input:
         train="data/interim/split/{source}/train.parquet",
-        code=code("instruct/*.py"),
+        code=code("instruct/*.py", "sides.py", "benchmarks.py"),
     output:
         table="data/interim/instructions/{source}.parquet",
         rejects="data/reports/rejects/instruct/{source}.parquet",
     params:
-        cfg=as_json(config["instruct"]),
+        cfg=instruct_params(),
     log:
         "logs/instruct/{source}.log",
     resources:

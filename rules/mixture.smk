@@ -3,16 +3,22 @@ rule mixture:
         tables=expand("data/interim/filtered/{source}.parquet", source=TRAIN_SOURCES),
         rejects=expand("data/reports/rejects/filter/{source}.parquet", source=TRAIN_SOURCES)
         + expand("data/reports/rejects/ingest/{source}.parquet", source=SOURCES)
-        + expand("data/reports/rejects/instruct/{source}.parquet", source=NATIVE)
-        + expand("data/reports/rejects/translate/{source}.parquet", source=CHAT),
-        code=code("mixture.py"),
+        + expand("data/reports/rejects/instruct/{source}.parquet", source=[s for s in NATIVE if s in TRAIN_SOURCES])
+        + expand("data/reports/rejects/translate/{source}.parquet", source=[s for s in CHAT if s in TRAIN_SOURCES]),
+        # the base model's tokenizer: rows whose assistant tokens sft.max_length cuts entirely are
+        # rejected here, with a reason and a count in the card (models/base needs no mixture)
+        tokenizer="models/base",
+        reference=subset_reference,
+        code=code("mixture.py", "sides.py", "modeling/render.py"),
     output:
         train="data/processed/mixture/train.parquet",
         test="data/processed/mixture/test.parquet",
         card_json="data/reports/mixture_card.json",
         card_md="data/reports/mixture_card.md",
+        rejects="data/reports/rejects/mixture/all.parquet",
     params:
         cfg=as_json(config["mixture"]),
+        max_length=config["sft"]["max_length"],
     log:
         "logs/mixture.log",
     resources:
@@ -21,4 +27,5 @@ rule mixture:
         "../envs/atlas-forge.yaml"
     shell:
         "python -m atlas_forge mixture --params {params.cfg:q} --inputs {input.tables} --rejects {input.rejects} "
-        "--train {output.train} --test {output.test} --card-json {output.card_json} --card-md {output.card_md} > {log} 2>&1"
+        "--train {output.train} --test {output.test} --card-json {output.card_json} --card-md {output.card_md} "
+        "--tokenizer {input.tokenizer} --max-length {params.max_length} --mixture-rejects {output.rejects} > {log} 2>&1"

@@ -5,7 +5,10 @@ rule sft:
         base="models/base",
         train="data/processed/mixture/train.parquet",
         test="data/processed/mixture/test.parquet",
-        code=code("modeling/__init__.py", "modeling/sft.py", "modeling/chat_template.py"),
+        code=code(
+            "modeling/__init__.py", "modeling/sft.py", "modeling/chat_template.py", "modeling/render.py",
+            "evaluate/loglik.py",
+        ),
     output:
         adapter=directory("models/sft/adapter"),
         merged=directory("models/sft/merged"),

@@ -4,14 +4,14 @@ import pytest
 
 from atlas_forge import records
 from atlas_forge.config import ConfigError, parse
-from atlas_forge.instruct import InstructConfig, build_instructions, templates
+from atlas_forge.instruct import PAPER_DIRECTIONS, InstructConfig, build_instructions, templates
 
 PARAMS = {
     "seed": 7,
     "shots": {"zero": 0.8, "few": 0.1, "multi": 0.1},
     "few_shot_k": 2,
     "multi_turn_max": 3,
-    "translation_langs": ["ary_Arab", "eng_Latn", "fra_Latn", "arb_Arab"],
+    "translation_directions": list(PAPER_DIRECTIONS),
     "transliteration": True,
     "sentiment_letters": ["A", "B", "C"],
 }
@@ -94,13 +94,15 @@ def test_translation_directions_and_determinism():
     df = _pairs(40)
     cfg = _cfg(shots={"zero": 1.0, "few": 0.0, "multi": 0.0})
     out, counts = build_instructions(df, cfg)
-    # even rows: ary_Arab<->eng_Latn (2) + transliteration (2); odd rows add fra_Latn: 6 + 2
-    assert counts["items"] == out.height == 20 * 4 + 20 * 8
+    # paper directions only: even rows ary_Arab<->eng_Latn (2) + transliteration (2); odd rows add
+    # ary_Arab<->fra_Latn (2); eng_Latn<->fra_Latn is not a paper direction
+    assert counts["items"] == out.height == 20 * 4 + 20 * 6
     metas = _metas(out)
     assert len(set(out["id"])) == out.height
     tasks = Counter((t, m["direction"]) for t, m in zip(out["task"], metas, strict=True))
     assert tasks[("transliteration", "ary_Latn->ary_Arab")] == 40
-    assert tasks[("translation", "fra_Latn->eng_Latn")] == 20
+    assert tasks[("translation", "fra_Latn->ary_Arab")] == 20
+    assert not any(d in ("fra_Latn->eng_Latn", "eng_Latn->fra_Latn") for _, d in tasks)
     row = next(
         r
         for r, m in zip(out.iter_rows(named=True), metas, strict=True)
@@ -114,7 +116,10 @@ def test_translation_directions_and_determinism():
     other, _ = build_instructions(df, _cfg(seed=8, shots={"zero": 1.0, "few": 0.0, "multi": 0.0}))
     assert not other.equals(out)
     no_translit, c2 = build_instructions(df, _cfg(transliteration=False))
-    assert c2["items"] == 20 * 2 + 20 * 6
+    assert c2["items"] == 20 * 2 + 20 * 4
+    # other pairs only when listed
+    _, c3 = build_instructions(df, _cfg(translation_directions=[*PAPER_DIRECTIONS, "fra_Latn->eng_Latn"]))
+    assert c3["items"] == 20 * 4 + 20 * 7
 
 
 def test_multi_turn_never_pairs_one_sentence_with_itself():
@@ -123,7 +128,7 @@ def test_multi_turn_never_pairs_one_sentence_with_itself():
     for m in _metas(out):
         if m["shots"] == "multi":
             assert len(set(m["origin_ids"])) == len(m["origin_ids"])
-    assert sum(len(m["origin_ids"]) for m in _metas(out)) == 15 * 4 + 15 * 8
+    assert sum(len(m["origin_ids"]) for m in _metas(out)) == 15 * 4 + 15 * 6
 
 
 def test_summarization_and_bad_config():

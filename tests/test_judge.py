@@ -164,7 +164,7 @@ def test_local_judge_end_to_end(tmp_path, tiny):
     assert s["n_unparseable"] == 0 and s["n_errors"] == 0
     assert s["n_judged"] + s["n_flipped"] == 6 == len(samples)
     wins = sum(smp["outcome"] == "win" for smp in samples)
-    assert s["win_rate"] == pytest.approx(wins / s["n_judged"] if s["n_judged"] else 0.0)
+    assert s["win_rate"] == (pytest.approx(wins / s["n_judged"]) if s["n_judged"] else None)
     assert result["settings"]["judge_backend"] == "local"
     assert result["settings"]["judge_model_sha256"] == result["model_sha256"]  # same weights, copied
     for smp in samples:
@@ -185,6 +185,10 @@ def test_score_pairs_counts():
     scores, samples = score_pairs(items, v)
     assert [smp["outcome"] for smp in samples] == ["win", "loss", "flipped", "unparseable"]
     assert scores == {"win_rate": 0.5, "n_judged": 2, "n_flipped": 1, "n_unparseable": 1, "n_errors": 0}
+    # nothing judged (every pair flipped or unparseable): win_rate is null, not a 0% win rate
+    scores, _ = score_pairs(items[:2], [{"letter": x} for x in ["a", "a", None, "b"]])
+    assert scores["win_rate"] is None and scores["n_judged"] == 0
+    assert scores["n_flipped"] == 1 and scores["n_unparseable"] == 1
 
 
 def test_chat_client_retries_429_then_5xx(make_server, monkeypatch):

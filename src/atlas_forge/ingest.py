@@ -32,16 +32,22 @@ REQUIRED = {
     "summarization": ("text", "summary"),
     "mcq": ("question", "choices", "answer"),
     "raw": ("text",),
+    # a benchmark in its Hub schema (DarijaMMLU, DarijaBench, ...): the whole row is kept as meta.doc;
+    # `text` names the field decontamination matches (a `messages` field: its first turn)
+    "benchmark": ("text",),
 }
-OPTIONAL = {"sentiment": (), "summarization": (), "mcq": ("subject",), "raw": (), "chat": ("subset",)}
-TASKS = ("translation", "sentiment", "summarization", "mcq", "chat", "raw")
+OPTIONAL = {"sentiment": (), "summarization": (), "mcq": ("subject",), "raw": (), "chat": ("subset",),
+            "benchmark": ()}
+TASKS = ("translation", "sentiment", "summarization", "mcq", "chat", "raw", "benchmark")
 
 
 @dataclass(frozen=True)
 class SourceConfig:
     id: str
     kind: Literal["csv", "tsv", "jsonl", "parquet", "text", "xlsx", "hf"]
-    role: Literal["native", "eval", "chat", "eval_chat", "raw"]
+    # darija_chat: rows that are already Darija chat (e.g. MBZUAI-Paris/Darija-SFT-Mixture): ingested,
+    # then straight to filter and mixture (no split, instruct or translate)
+    role: Literal["native", "eval", "chat", "eval_chat", "raw", "darija_chat"]
     task: str
     lang: str
     columns: dict[str, str | int]
@@ -52,6 +58,10 @@ class SourceConfig:
     header: bool = True  # csv/tsv/xlsx: false -> `columns` values are 0-based positions
     quoting: bool | None = None  # csv/tsv: honour "..." quotes; default true for csv, false for tsv
     filter: dict[str, Any] | None = None  # keep only rows whose column equals the value
+    # keep only rows whose column value is one of the listed ones ({dataset: [doda, madar]}); the
+    # others are rejected with that reason, so read = ingested + rejected still holds
+    select: dict[str, list[Any]] | None = None
+    filter_steps: list[str] | None = None  # this source's filter steps (rules/filter.smk), else filter.steps
     # csv/tsv/jsonl/text: any Python text codec (cp1256, utf-16, ...); unset reads UTF-8. A
     # byte-order mark (UTF-8, UTF-16/32 LE/BE) always wins, so BOM files need no setting.
     encoding: str | None = None
@@ -85,6 +95,13 @@ class SourceConfig:
                     f"{where}.encoding: {self.encoding!r} is not a Python text codec "
                     "(e.g. utf-8, cp1256, utf-16, utf-16-le, latin-1)"
                 ) from None
+        if self.role == "darija_chat" and self.task != "chat":
+            raise ConfigError(
+                f"{where}.task: role darija_chat rows are chats (task: chat), not {self.task!r}"
+            )
+        for col, values in (self.select or {}).items():
+            if not values:
+                raise ConfigError(f"{where}.select.{col}: list at least one value to keep")
         if self.sheet is not None and self.kind != "xlsx":
             raise ConfigError(f"{where}.sheet: only xlsx sources have sheets, this one is {self.kind}")
         cols = set(self.columns) - {"key"}
@@ -295,6 +312,20 @@ def _build(src: SourceConfig, values: dict, where: dict) -> tuple[list[dict], st
                 messages.append({"role": "assistant", "content": _required_text(src, values, "assistant")})
         subset = _text(values.get(src.columns["subset"])) or None if "subset" in src.columns else None
         return messages, src.lang, {**meta, "subset": subset}
+    if task == "benchmark":
+        value = _get(src, values, "text")
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            value = value[0].get("content")
+        text = _text(value)
+        if not text:
+            raise Reject(f"empty text: {src.columns['text']}")
+        try:
+            # dates and the like (belebele's `ds`) become strings; prompts never read them
+            doc = json.loads(json.dumps(values, ensure_ascii=False, default=str))
+        except (TypeError, ValueError):
+            raise Reject("bad document: not JSON-serializable") from None
+        messages = [{"role": "user", "content": text}]
+        return messages, src.lang, {**meta, "doc": doc}
     # raw
     return [{"role": "user", "content": _required_text(src, values, "text")}], src.lang, meta
 
@@ -306,10 +337,13 @@ def ingest_rows(src: SourceConfig, rows: Iterable[sources.RawRow]) -> tuple[pl.D
     seen: set[str] = set()
     n_read = 0
     filt = {_column(src, k): _text(v) for k, v in (src.filter or {}).items()}
+    select = {_column(src, k): {_text(v) for v in vs} for k, vs in (src.select or {}).items()}
     key_col = src.columns.get("key")
     for row in rows:
         n_read += 1
         where = {"file": row.file, "line": row.line}
+        if getattr(row, "config", None):
+            where["config"] = row.config  # hf: the dataset configuration (DarijaMMLU subject)
         key = f"{row.file}:{row.line}"
         try:
             if row.error:
@@ -320,6 +354,9 @@ def ingest_rows(src: SourceConfig, rows: Iterable[sources.RawRow]) -> tuple[pl.D
             for col, want in filt.items():
                 if _text(values.get(col)) != want:
                     raise Reject(f"filtered: {col} != {want}")
+            for col, keep in select.items():
+                if _text(values.get(col)) not in keep:
+                    raise Reject(f"not selected: {col}={_text(values.get(col))}")
             messages, lang, meta = _build(src, values, where)
             rec = records.make_record(src.id, key, src.task, messages, lang, meta)
             if rec["id"] in seen:

@@ -1,10 +1,21 @@
 """mixture: weighted, seeded assembly of the SFT mixture, its train/test split and the mixture card.
 
+Before anything else, two kinds of rows are rejected (phase "mixture", one reason each, counted in
+the card): rows that would train on nothing, because `sft.max_length` (passed by the rule with the base
+model's tokenizer) cuts every assistant token (modeling/render.py renders them as TRL does); and
+conversations whose source rows lie on both sides of train/test (only possible when instruct ran
+without the mixture's `sides`).
+
 Per source (rows ordered by id, so input order does not matter): a weight w keeps floor(w) full
 copies of every row plus a seeded sample of round(frac(w) * rows) rows; then `caps` keeps a seeded
-sample of at most cap rows. A row goes to test iff the hash of (seed, id) falls below
-test_fraction, so its side does not depend on weights, and all copies of a row share that side.
-Copies of an up-weighted row keep its id: they are the same record, seen more often.
+sample of at most cap rows.
+
+Train/test is keyed by the SOURCE ROW, not by the conversation: a row's side is that of the source
+rows it was built from (meta.origin_ids and meta.example_ids of instruct rows; its own id for rows
+that have none, e.g. translated or already-Darija chat), drawn by sides.is_test(seed, key,
+test_fraction). So every direction, few-shot example and multi-turn chat built from one source row
+is on one side; sides do not depend on weights, and copies of a row share its side. Copies of an
+up-weighted row keep its id: they are the same record, seen more often.
 
 The card counts rows and tokens per source and per task; tokens are whitespace-separated words
 of all message contents (a tokenizer-free measure, comparable across models).
@@ -26,6 +37,7 @@ import polars as pl
 
 from atlas_forge import io, records
 from atlas_forge.config import ConfigError, parse
+from atlas_forge.sides import is_test
 
 log = logging.getLogger(__name__)
 PHASE = "mixture"
@@ -37,6 +49,11 @@ class MixtureConfig:
     test_fraction: float
     weights: dict[str, float] = field(default_factory=dict)
     caps: dict[str, int] = field(default_factory=dict)
+    # a YAML file {subsets: {name: rows}} of published per-subset counts (e.g. the paper's Table 1);
+    # the card compares the mixture's rows per meta.subset with it. "": no comparison
+    subset_reference: str = ""
+    # train on these sources only ([]: all the rule gives); rules/common.smk builds only those
+    sources: list[str] = field(default_factory=list)
 
     def validate(self, section: str) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -49,9 +66,66 @@ class MixtureConfig:
                 raise ConfigError(f"{section}.caps.{src}: must be >= 0")
 
 
-def _is_test(seed: int, row_id: str, fraction: float) -> bool:
-    digest = hashlib.sha256(f"{seed}\x1ftest\x1f{row_id}".encode()).hexdigest()
-    return int(digest[:8], 16) / 2**32 < fraction
+_KEYS = pl.Struct({"origin_ids": pl.List(pl.String), "example_ids": pl.List(pl.String)})
+
+
+def source_keys(df: pl.DataFrame) -> list[list[str]]:
+    """Per row, the source rows it was built from: meta.origin_ids + meta.example_ids, else its id."""
+    if not df.height:
+        return []
+    keys = df.select(
+        pl.col("id"), pl.col("meta").str.json_decode(_KEYS).alias("k")
+    ).unnest("k")
+    out = []
+    for rid, origins, examples in keys.iter_rows():
+        got = [*(origins or []), *(examples or [])]
+        out.append(got or [rid])
+    return out
+
+
+def row_sides(df: pl.DataFrame, cfg: MixtureConfig) -> list[str | None]:
+    """"train" / "test" per row by its source rows; None when they disagree (a leak either way)."""
+    cache: dict[str, bool] = {}
+    out: list[str | None] = []
+    for keys in source_keys(df):
+        got = set()
+        for k in keys:
+            if k not in cache:
+                cache[k] = is_test(cfg.seed, k, cfg.test_fraction)
+            got.add(cache[k])
+        out.append(None if len(got) > 1 else ("test" if got.pop() else "train"))
+    return out
+
+
+BOTH_SIDES = "mixture: source rows on both sides of train/test (rerun instruct with the mixture's sides)"
+
+
+def drop_side_conflicts(df: pl.DataFrame, cfg: MixtureConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows whose source rows straddle train/test, as rejects: either side would leak."""
+    sides = row_sides(df, cfg)
+    mask = pl.Series([s is None for s in sides], dtype=pl.Boolean)
+    return df.filter(~mask), records.reject(df.filter(mask), BOTH_SIDES, PHASE)
+
+
+def drop_untrainable(df: pl.DataFrame, tokenizer, max_length: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows whose assistant tokens `max_length` cuts entirely (TRL would train on nothing of them),
+    as rejects with the reason; checked with the base model's tokenizer, rendered as sft renders."""
+    from atlas_forge.modeling.render import encode_row
+
+    reasons: dict[int, str] = {}
+    for i, msgs in enumerate(df["messages"].to_list()):
+        msgs = msgs or []
+        if not any(m["role"] == "assistant" for m in msgs):
+            reasons[i] = "mixture: no assistant turn to train on"
+            continue
+        _, mask = encode_row(tokenizer, msgs, max_length)
+        if not any(mask):
+            reasons[i] = f"mixture: truncated, no assistant token within sft.max_length {max_length}"
+    bad = pl.Series([i in reasons for i in range(df.height)], dtype=pl.Boolean)
+    rejected = records.reject(df.filter(bad), "", PHASE).with_columns(
+        pl.Series("reason", [reasons[i] for i in sorted(reasons)], dtype=pl.String)
+    )
+    return df.filter(~bad), rejected
 
 
 def weight_source(df: pl.DataFrame, source: str, cfg: MixtureConfig) -> tuple[pl.DataFrame, dict]:
@@ -79,6 +153,10 @@ def weight_source(df: pl.DataFrame, source: str, cfg: MixtureConfig) -> tuple[pl
 
 def build_mixture(tables: pl.DataFrame, cfg: MixtureConfig) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """Pure core: (train, test, per-source weighting counts)."""
+    if cfg.sources and tables.height:
+        extra = sorted(set(tables["source"].unique().to_list()) - set(cfg.sources))
+        if extra:
+            raise ValueError(f"mixture: input rows of source {extra[0]!r}, not in mixture.sources")
     unknown = sorted((set(cfg.weights) | set(cfg.caps)) - set(tables["source"].unique().to_list()))
     if unknown:
         log.warning("mixture: weights/caps name sources with no rows: %s", unknown)
@@ -88,9 +166,12 @@ def build_mixture(tables: pl.DataFrame, cfg: MixtureConfig) -> tuple[pl.DataFram
         parts.append(part)
         steps[source] = counts
     mixed = pl.concat(parts) if parts else records.empty()
-    mask = pl.Series(
-        [_is_test(cfg.seed, i, cfg.test_fraction) for i in mixed["id"].to_list()], dtype=pl.Boolean
-    )
+    sides = row_sides(mixed, cfg)
+    if None in sides:
+        rid = mixed["id"][sides.index(None)]
+        raise ValueError(f"mixture: row {rid} has source rows on both sides of train/test "
+                         "(drop_side_conflicts rejects such rows first)")
+    mask = pl.Series([s == "test" for s in sides], dtype=pl.Boolean)
     train, test = mixed.filter(~mask), mixed.filter(mask)
     if train.height + test.height != mixed.height:
         raise RuntimeError("mixture: train + test != mixed rows")
@@ -156,11 +237,19 @@ def build_card(
     files: dict,
     params: dict,
     reject_files: list[str] | None = None,
+    checked: list[str] | None = None,
+    truncation: dict | None = None,
+    subsets: dict | None = None,
 ) -> dict:
+    """`checked`: sources this phase itself checked (its own rejects appear with 0 for them);
+    `truncation`: what the max_length check used; `subsets`: subset_counts()."""
     reject_counts: dict = defaultdict(lambda: defaultdict(dict))
     per_source: dict = defaultdict(lambda: {"train_rows": 0, "test_rows": 0, "rejected": {}})
     # every source a reject table was given for appears, with 0 where nothing was rejected
-    for phase, srcs in _reject_sources(reject_files or []).items():
+    given = _reject_sources(reject_files or [])
+    if checked is not None:
+        given[PHASE] |= set(checked)
+    for phase, srcs in given.items():
         for src in srcs:
             per_source[src]["rejected"].setdefault(phase, 0)
             reject_counts[phase].setdefault(src, {})
@@ -183,8 +272,20 @@ def build_card(
     sources = {
         src: {**v, "rejected": dict(sorted(v["rejected"].items()))} for src, v in sorted(per_source.items())
     }
+    extra: dict = {}
+    if truncation is not None:
+        extra["truncation"] = {
+            **truncation,
+            "rejected": {
+                src: sum(n for r, n in reasons.items() if r.startswith("mixture: truncated"))
+                for src, reasons in sorted(reject_counts.get(PHASE, {}).items())
+            },
+        }
+    if subsets is not None:
+        extra["subsets"] = subsets
     return {
         "sources": sources,
+        **extra,
         "token_count": "whitespace-separated words of all message contents",
         "splits": {
             name: {
@@ -249,21 +350,113 @@ def card_markdown(card: dict) -> str:
     for src, s in card.get("sources", {}).items():
         rej = ", ".join(f"{p} {n}" for p, n in s["rejected"].items()) or "-"
         lines.append(f"| {src} | {s['train_rows']} | {s['test_rows']} | {rej} |")
+    if "truncation" in card:
+        t = card["truncation"]
+        lines += [
+            "",
+            f"## Rows that train on nothing (sft.max_length {t['max_length']}, tokenizer {t['tokenizer']})",
+            "",
+            f"Every row is rendered as sft renders it; a row whose assistant tokens all lie past "
+            f"max_length is rejected ({t['checked']} rows checked).",
+            "",
+            "| source | rejected |",
+            "|---|---:|",
+        ]
+        lines += [f"| {src} | {n} |" for src, n in t["rejected"].items()]
+    if card.get("subsets"):
+        sub = card["subsets"]
+        ref = sub.get("reference") or {}
+        lines += ["", "## Subsets (meta.subset)", ""]
+        if ref:
+            lines += [f"Reference: {ref.get('cite', '')} ({ref.get('path', '')}).", ""]
+        lines += ["| subset | train | test | mixture rows | reference | mixture - reference |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for name, c in sub["counts"].items():
+            r = "" if c.get("reference") is None else c["reference"]
+            d = "" if c.get("diff") is None else f"{c['diff']:+d}"
+            lines.append(f"| {name} | {c['train']} | {c['test']} | {c['rows']} | {r} | {d} |")
     lines += ["", "## Inputs", "", "| file | sha256 |", "|---|---|"]
     lines += [f"| {p} | `{h}` |" for p, h in card["files_sha256"].items()]
     lines += ["", f"params sha256: `{card['params_sha256']}`", ""]
     return "\n".join(lines)
 
 
+_SUBSET = pl.Struct({"subset": pl.String})
+
+
+def _subsets(df: pl.DataFrame) -> pl.Series:
+    return df.select(pl.col("meta").str.json_decode(_SUBSET).struct.field("subset"))["subset"]
+
+
+def subset_counts(train: pl.DataFrame, test: pl.DataFrame, reference: dict | None) -> dict | None:
+    """Rows per meta.subset (already-Darija chat keeps its `dataset` there) against a reference
+    {subsets: {name: rows}, cite: ...}; None when no row has a subset and there is no reference."""
+    counts: dict[str, dict] = {}
+    for name, df in (("train", train), ("test", test)):
+        if not df.height:
+            continue
+        for sub, n in _subsets(df).drop_nulls().value_counts().iter_rows():
+            counts.setdefault(sub, {"train": 0, "test": 0})[name] = n
+    ref_counts = (reference or {}).get("subsets") or {}
+    if not counts and not reference:
+        return None
+    out = {}
+    for sub in sorted(set(counts) | set(ref_counts)):
+        c = counts.get(sub, {"train": 0, "test": 0})
+        rows = c["train"] + c["test"]
+        r = ref_counts.get(sub)
+        out[sub] = {**c, "rows": rows, "reference": r, "diff": None if r is None else rows - r}
+    meta = {k: v for k, v in (reference or {}).items() if k != "subsets"}
+    return {"counts": out, "reference": meta or None}
+
+
+def load_reference(path: str) -> dict:
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        ref = yaml.safe_load(fh) or {}
+    subs = ref.get("subsets")
+    if not isinstance(subs, dict) or not all(v is None or isinstance(v, int) for v in subs.values()):
+        raise ValueError(f"{path}: field 'subsets' must map subset names to row counts (or null)")
+    return {**ref, "path": path}
+
+
 def run_cli(args: argparse.Namespace) -> None:
     cfg = parse(MixtureConfig, args.params, "mixture")
     tables = io.read_tables(args.inputs, PHASE)
     rejects = io.read_tables(args.rejects, PHASE, rejects=True)
+    sources = sorted(tables["source"].unique().to_list()) if tables.height else []
+    own = []
+    truncation = None
+    if args.tokenizer:
+        if not args.max_length or args.max_length <= 0:
+            raise ValueError("mixture: --tokenizer needs --max-length > 0 (sft.max_length)")
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        checked = tables.height
+        tables, rej = drop_untrainable(tables, tokenizer, args.max_length)
+        own.append(rej)
+        truncation = {"max_length": args.max_length, "tokenizer": str(args.tokenizer), "checked": checked}
+    tables, rej = drop_side_conflicts(tables, cfg)
+    own.append(rej)
+    own_rejects = pl.concat(own)
     train, test, steps = build_mixture(tables, cfg)
     files = {str(p): sha256_file(p) for p in [*args.inputs, *args.rejects]}
-    card = build_card(train, test, steps, rejects, files, args.params, reject_files=list(args.rejects))
+    reference = None
+    if cfg.subset_reference:
+        reference = load_reference(cfg.subset_reference)
+        files[cfg.subset_reference] = sha256_file(cfg.subset_reference)
+    card = build_card(
+        train, test, steps, pl.concat([rejects, own_rejects]), files, args.params,
+        reject_files=list(args.rejects), checked=sources, truncation=truncation,
+        subsets=subset_counts(train, test, reference),
+    )
     io.write_table(train, args.train, PHASE)
     io.write_table(test, args.test, PHASE)
+    if args.mixture_rejects:
+        io.write_table(own_rejects, args.mixture_rejects, PHASE, rejects=True)
     io.write_json(card, args.card_json)
     io.write_text(card_markdown(card), args.card_md)
-    log.info("mixture: train %d, test %d rows from %d sources", train.height, test.height, len(steps))
+    log.info("mixture: train %d, test %d rows from %d sources; rejected here %d", train.height, test.height,
+             len(steps), own_rejects.height)

@@ -36,13 +36,29 @@ def model_sha256(model_dir: str | Path) -> str:
     return sha256_files(files)
 
 
-def load_model(model_dir: str | Path):
+def resolve_device(device: str = "auto", dtype: str = "auto"):
+    """(torch device, torch dtype): the GPU when present, bf16 there (as the paper's runs), fp32 on CPU."""
     import torch
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    if dtype == "auto":
+        dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    else:
+        dt = getattr(torch, dtype)
+    return dev, dt
+
+
+def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto", add_bos: bool = True):
+    """Model and tokenizer loaded as lm-eval's HF backend loads them: the tokenizer gets
+    `add_bos_token` (lm-eval passes it to AutoTokenizer.from_pretrained), so whether BOS is added follows
+    the tokenizer's own rule for the model (e.g. Gemma's post-processor), not a guess of ours."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
-    return model.eval(), tokenizer
+    dev, dt = resolve_device(device, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, add_bos_token=add_bos)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt, attn_implementation="eager")
+    return model.to(dev).eval(), tokenizer
 
 
 def evaluate(
@@ -54,42 +70,48 @@ def evaluate(
     threads: int = 1,
     model=None,
     tokenizer=None,
+    fewshot_data: list | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
 ):
     """Score a task; returns (result dict, samples). `model`/`tokenizer` may be passed preloaded."""
     import torch
 
-    from atlas_forge.evaluate.families import TaskConfig, main_metric, run_family
-    from atlas_forge.evaluate.judge import JudgeTaskConfig, run_judge
+    from atlas_forge.evaluate.families import TaskConfig, main_metric, run_task
 
-    section = f"evaluate.tasks[{task.get('name', '?')}]"
-    is_judge = isinstance(task, dict) and task.get("family") == "judge"
-    cfg = config.parse(JudgeTaskConfig if is_judge else TaskConfig, task, section)
+    section = f"evaluate.tasks[{task.get('name', '?') if isinstance(task, dict) else '?'}]"
+    cfg = config.parse(TaskConfig, task, section)
     torch.set_num_threads(max(1, int(threads)))
     if not data:
         raise ValueError(f"task {cfg.name}: no --data files")
     df = io.read_tables(data, PHASE)
-    if cfg.sources:
-        df = df.filter(df["source"].is_in(cfg.sources))
+    fewshot_df = io.read_tables(fewshot_data, PHASE) if fewshot_data else None
+    if cfg.fewshot_sources and cfg.num_fewshot and fewshot_df is None:
+        raise ValueError(f"task {cfg.name}: fewshot_sources {cfg.fewshot_sources} but no --fewshot-data")
     if model is None:
-        model, tokenizer = load_model(model_dir)
+        model, tokenizer = load_model(model_dir, device, dtype, add_bos=cfg.add_bos)
     t0 = time.perf_counter()
-    if is_judge:
-        scores, samples, settings = run_judge(cfg, model, tokenizer, df, batch_size, model_dir=model_dir)
-    else:
-        scores, samples, settings = run_family(cfg, model, tokenizer, df, batch_size)
+    scores, samples, settings = run_task(cfg, model, tokenizer, df, fewshot_df, batch_size, model_dir=model_dir)
     elapsed = time.perf_counter() - t0
-    settings = {"batch_size": batch_size, "dtype": "float32", "max_items": cfg.max_items, **settings}
+    settings = {
+        "batch_size": batch_size,
+        "device": str(next(model.parameters()).device),
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        **settings,
+    }
     result = {
         "task": cfg.name,
         "family": cfg.family,
+        "column": cfg.column,
         "model": model_name,
-        "scores": {k: float(v) for k, v in scores.items()},
-        "main_metric": "win_rate" if is_judge else main_metric(cfg.family, scores),
+        "scores": {k: (None if v is None else float(v)) for k, v in scores.items()},
+        "main_metric": main_metric(cfg, scores),
         "n": len(samples),
         "settings": settings,
+        "items_per_s": round(len(samples) / max(elapsed, 1e-9), 3),
         "model_sha256": model_sha256(model_dir) if model_dir else None,
-        "data_sha256": sha256_files(data),
-        "harness": f"atlas-forge {__version__}",
+        "data_sha256": sha256_files([*data, *(fewshot_data or [])]),
+        "harness": f"atlas-forge {__version__} (lm-evaluation-harness 0.4.13 task definitions)",
     }
     log.info(
         "%s on %s: %s (%d items, %.1f items/s)",
@@ -104,7 +126,8 @@ def evaluate(
 
 def run_cli(args) -> None:
     result, samples = evaluate(
-        args.task, args.model, args.model_name, args.data, batch_size=args.batch_size, threads=args.threads
+        args.task, args.model, args.model_name, args.data, batch_size=args.batch_size, threads=args.threads,
+        fewshot_data=args.fewshot_data, device=args.device, dtype=args.dtype,
     )
     io.write_jsonl(samples, args.samples)
     io.write_json(result, args.out)

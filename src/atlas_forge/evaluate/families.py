@@ -1,298 +1,281 @@
-"""Task families. Each takes the task config, model, tokenizer and bench rows (canonical records)
-and returns (scores, per-item samples, settings).
+"""One `Task` shape for every benchmark: documents, prompt, choices or target, few-shot source, metrics.
 
-- mcq_letters: the paper's harness format (DarijaMMLU) as plain text, no chat template; the
-  choices are the letters " A", " B", ...; metric acc. Few-shot: the first `num_fewshot` items of the
-  bench set in id order form the dev set; they are shown as solved examples and not scored.
-- mcq_endings: the question is the context and each choice the continuation (DarijaHellaSwag
-  style); metrics acc and acc_norm (loglik / len(choice) in characters, as lm-eval).
-- sentiment: lettered choices over the item's declared labels, named in Darija; metric acc, and
-  acc/<source> per source when the task has several (acc overall = mean weighted by size).
-- generation: greedy decoding through the chat template, batched with left padding, stopping at
-  <end_of_turn>/eos. Translation/transliteration: BLEU, chrF, TER per direction and overall;
-  summarization: ROUGE-1/2/L (Arabic-aware tokenizer) and chrF.
+A task names a benchmark family (atlas_forge.benchmarks.FAMILIES, each the twin of an lm-eval 0.4.13
+stock task, or `judge`), the sources whose bench rows are its documents, and optionally the sources
+its few-shot examples come from. Scoring follows the harness:
+
+- multiple_choice: context = few-shot examples ("<text> <answer>\\n\\n" each) + doc_to_text; each
+  choice is scored as the continuation " <choice>" (loglik.LoglikScorer, lm-eval's token split and
+  BOS rule); acc, and acc_norm (loglik / len(choice) in characters) where the harness reports it.
+- generate_until: greedy decoding, left-truncated context (model length - max_new_tokens), cut at
+  the harness's stop strings, then its STRIP_ANSWER filter; sacrebleu BLEU/chrF/TER, ROUGE, BERTScore.
+- judge: pairwise win rate against references (judge.py).
+
+Documents keep dataset order (source order in the task, then file and line), so "first_n" few-shot
+examples and lm-eval's seeded random sampler see the same sequence as the harness.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import polars as pl
 
-from atlas_forge import records
+from atlas_forge import benchmarks, records
 from atlas_forge.evaluate import metrics
 from atlas_forge.evaluate.loglik import LoglikScorer, Request
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("mcq_letters", "mcq_endings", "sentiment", "generation")
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+FAMILY_NAMES = (*benchmarks.FAMILIES, "judge")
 
-MCQ_HEADER = "هادا سؤال متعدد الخيارات (مع الجواب ديالو) على {subject}"
-MCQ_HEADER_NO_SUBJECT = "هادا سؤال متعدد الخيارات (مع الجواب ديالو)"
-ANSWER = "الجواب:"
-DEFAULT_LABELS = ["positive", "negative", "neutral"]
-SENTIMENT_HEADER = "شنو هو الإحساس ديال هاد النص؟"
-SENTIMENT_LABELS = {"positive": "إيجابي", "negative": "سلبي", "neutral": "محايد", "mixed": "مختلط"}
 
-# instruction per (source language, target language); {text} is the source text
-TRANSLATE_PROMPTS = {
-    ("ary_Arab", "eng_Latn"): "ترجم ليا هاد الجملة للنجليزية:\n{text}",
-    ("ary_Latn", "eng_Latn"): "ترجم ليا هاد الجملة للنجليزية:\n{text}",
-    ("eng_Latn", "ary_Arab"): "ترجم ليا هاد الجملة للدارجة:\n{text}",
-    ("ary_Latn", "ary_Arab"): "كتب ليا هاد الجملة بالحروف العربية:\n{text}",
-    ("ary_Arab", "ary_Latn"): "كتب ليا هاد الجملة بالحروف اللاتينية:\n{text}",
-}
-DEFAULT_DIRECTIONS = [
-    ("ary_Arab", "eng_Latn"),
-    ("eng_Latn", "ary_Arab"),
-    ("ary_Latn", "ary_Arab"),
-    ("ary_Arab", "ary_Latn"),
-]
-SUMMARY_PROMPT = "عطيني عنوان قصير لهاد المقال:\n{text}"
+@dataclass
+class BertScoreConfig:
+    model: str  # Hub id or local folder (the harness: SI2M-Lab/DarijaBERT for summarization)
+    num_layers: int | None = None  # the harness passes 12
+    batch_size: int = 32
 
 
 @dataclass
 class TaskConfig:
     name: str
-    family: Literal["mcq_letters", "mcq_endings", "sentiment", "generation"]
+    family: str
     sources: list[str] = field(default_factory=list)
+    fewshot_sources: list[str] = field(default_factory=list)  # e.g. DarijaMMLU's dev split
     num_fewshot: int = 0
-    max_items: int | None = None
-    max_new_tokens: int = 64
-    directions: list[str] | None = None  # e.g. ["ary_Arab-eng_Latn"]; default: all present pairs
-    add_bos: bool = True
+    column: str | None = None  # Table 2 column of the report
+    max_items: int | None = None  # the first N documents (lm-eval --limit)
+    max_new_tokens: int | None = None  # None: the harness's value for the family
+    directions: list[str] | None = None  # DarijaBench codes (dr_en, ar_dr, ...); None: all
+    n_choices: dict[str, int] = field(default_factory=dict)  # sentiment letters per source (default 3)
+    add_bos: bool = True  # lm-eval's add_bos_token=True, as used for Gemma
+    chat_template: bool | None = None  # None: the family's default (lm-eval --apply_chat_template)
+    fewshot_seed: int = 1234  # lm-eval's fewshot_random_seed default
+    rouge_tokenizer: Literal["harness", "arabic"] = "harness"
+    bertscore: BertScoreConfig | None = None
+    judge: Any = None  # judge.JudgeConfig for family judge
 
     def validate(self, section: str) -> None:
+        if self.family not in FAMILY_NAMES:
+            raise ValueError(f"{section}.family: {self.family!r} is not one of {', '.join(FAMILY_NAMES)}")
         if self.num_fewshot < 0:
             raise ValueError(f"{section}.num_fewshot: must be >= 0")
         if self.max_items is not None and self.max_items < 1:
             raise ValueError(f"{section}.max_items: must be >= 1")
-        for d in self.directions or []:
-            if len(d.split("-")) != 2:
-                raise ValueError(f"{section}.directions: {d!r} is not 'src-tgt'")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"{section}.max_new_tokens: must be >= 1")
+        if not self.sources:
+            raise ValueError(f"{section}.sources: name at least one source")
+        if self.family == "judge":
+            from atlas_forge.evaluate.judge import JudgeConfig
+
+            if self.judge is None:
+                raise ValueError(f"{section}.judge: the judge family needs a judge")
+            if isinstance(self.judge, dict):
+                from atlas_forge import config
+
+                self.judge = config.parse(JudgeConfig, self.judge, f"{section}.judge")
+            return
+        fam = benchmarks.FAMILIES[self.family]
+        if self.num_fewshot and fam.sampler is None:
+            raise ValueError(f"{section}.num_fewshot: the harness's {self.family} is zero-shot only")
+        if self.num_fewshot and fam.fewshot_pool == "fewshot" and not self.fewshot_sources:
+            raise ValueError(
+                f"{section}.fewshot_sources: {self.num_fewshot}-shot {self.family} draws its examples from "
+                "separate sources (the harness: DarijaMMLU's dev split, DarijaHellaSwag's train split)"
+            )
+        if self.num_fewshot and self.use_chat_template:
+            raise ValueError(f"{section}: few-shot prompts through the chat template are not supported")
+        for src, n in self.n_choices.items():
+            if n not in (2, 3):
+                raise ValueError(f"{section}.n_choices.{src}: the harness has 2 or 3 sentiment letters")
+
+    @property
+    def spec(self) -> benchmarks.Family:
+        return benchmarks.FAMILIES[self.family]
+
+    @property
+    def use_chat_template(self) -> bool:
+        if self.family == "judge":
+            return True
+        return self.spec.chat_template if self.chat_template is None else bool(self.chat_template)
+
+    @property
+    def new_tokens(self) -> int:
+        return self.max_new_tokens or (256 if self.family == "judge" else self.spec.max_new_tokens)
 
 
-def sorted_rows(df: pl.DataFrame) -> list[dict[str, Any]]:
-    """Rows in id order (ties by source): deterministic whatever order the files came in."""
-    rows = df.sort(["id", "source"]).to_dicts()
+@dataclass
+class Doc:
+    doc: dict
+    row_id: str
+    source: str
+    group: str  # few-shot pool key: the Hub config (DarijaMMLU subject), else ""
+
+
+# --- documents --------------------------------------------------------------------------------
+def sorted_rows(df: pl.DataFrame, sources: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows in dataset order: the task's source order, then file and line (ties by id)."""
+    rows = df.to_dicts()
     for r in rows:
         r["meta"] = records.load_meta(r["meta"])
-    return rows
+    rank = {s: i for i, s in enumerate(sources or [])}
+
+    def key(r):
+        m = r["meta"]
+        return (rank.get(r["source"], len(rank)), r["source"], str(m.get("file", "")), int(m.get("line", 0)),
+                r["id"])
+
+    return sorted(rows, key=key)
 
 
-def split_dev(rows: list[dict], cfg: TaskConfig) -> tuple[list[dict], list[dict]]:
-    k = cfg.num_fewshot
-    if k and len(rows) <= k:
-        raise ValueError(f"task {cfg.name}: {len(rows)} bench items, not enough for {k} few-shot examples")
-    dev, test = rows[:k], rows[k:]
-    if cfg.max_items is not None:
-        test = test[: cfg.max_items]
-    return dev, test
+def task_docs(cfg: TaskConfig, rows: list[dict]) -> list[Doc]:
+    out = []
+    for r in rows:
+        group = str(r["meta"].get("config") or "")
+        for d in benchmarks.docs_of_row(r, cfg.family, cfg.directions):
+            out.append(Doc(d, r["id"], r["source"], group))
+    return out
 
 
-def user_text(row: dict) -> str:
-    return next(m["content"] for m in row["messages"] if m["role"] == "user")
+def answer_text(fam: benchmarks.Family, doc: dict, choices: list[str] | None) -> str:
+    target = fam.target(doc)
+    return choices[target] if (choices is not None and isinstance(target, int)) else str(target)
 
 
-# --- log-likelihood families ----------------------------------------------------------------
-def lettered(question: str, options: list[str]) -> str:
-    if len(options) > len(LETTERS):
-        raise ValueError(f"{len(options)} choices: at most {len(LETTERS)} supported")
-    lines = [question] + [f"{LETTERS[i]}. {o}" for i, o in enumerate(options)]
-    return "\n".join(lines) + "\n" + ANSWER
+def choices_of(cfg: TaskConfig, d: Doc) -> list[str]:
+    if cfg.family == "darija_sentiment":
+        # the harness fixes 2 or 3 letters per split (doc_to_choice_2/3); unset, a prompt offering the
+        # neutral answer has 3 (true of every document of ours and of DarijaBench's 3-way splits)
+        default = 3 if "-ماكينش إحساس" in d.doc["messages"][0]["content"] else 2
+        return benchmarks.SENTIMENT_ALPHA[: cfg.n_choices.get(d.source, default)]
+    return cfg.spec.choices(d.doc)
 
 
-def mcq_prompt(row: dict, dev: list[dict]) -> str:
-    subject = (row["meta"].get("subject") or "").strip()
-    header = MCQ_HEADER.format(subject=subject) if subject else MCQ_HEADER_NO_SUBJECT
-    shots = [lettered(user_text(d), d["meta"]["choices"]) + " " + LETTERS[d["meta"]["answer"]] for d in dev]
-    return "\n\n".join([header, *shots, lettered(user_text(row), row["meta"]["choices"])])
-
-
-def sentiment_prompt(row: dict, labels: list[str], dev: list[dict]) -> str:
-    names = [SENTIMENT_LABELS.get(lab, lab) for lab in labels]
-    shots = []
-    for d in dev:
-        d_labels = d["meta"].get("labels") or labels
-        d_names = [SENTIMENT_LABELS.get(lab, lab) for lab in d_labels]
-        shots.append(lettered(user_text(d), d_names) + " " + LETTERS[d_labels.index(d["meta"]["label"])])
-    return "\n\n".join([SENTIMENT_HEADER, *shots, lettered(user_text(row), names)])
-
-
-def _score_letters(scorer: LoglikScorer, prompts: list[str], n_choices: list[int], desc: str):
-    groups = [
-        [Request(p, " " + LETTERS[j]) for j in range(n)] for p, n in zip(prompts, n_choices, strict=True)
-    ]
-    return scorer.score_groups(groups, progress=True, desc=desc)
-
-
-def _acc_by_source(test: list[dict], correct: list[bool]) -> dict[str, float]:
-    scores = {"acc": metrics.mean([float(c) for c in correct])}
-    sources = sorted({r["source"] for r in test})
-    if len(sources) > 1:
-        for s in sources:
-            scores[f"acc/{s}"] = metrics.mean(
-                [float(c) for r, c in zip(test, correct, strict=True) if r["source"] == s]
+def contexts(cfg: TaskConfig, docs: list[Doc], pool: list[Doc]) -> list[str]:
+    """The prompt of each document, with its few-shot examples drawn as the harness draws them."""
+    fam, k = cfg.spec, cfg.num_fewshot
+    if not k:
+        return [fam.text(d.doc) for d in docs]
+    rng = random.Random(cfg.fewshot_seed)
+    by_group: dict[str, list[Doc]] = {}
+    for p in pool if fam.fewshot_pool == "fewshot" else docs:
+        by_group.setdefault(p.group, []).append(p)
+    out = []
+    for d in docs:
+        candidates = by_group.get(d.group) or by_group.get("") or []
+        if fam.sampler == "first_n":
+            avail = [p for p in candidates if p.doc != d.doc] if fam.fewshot_pool == "eval" else candidates
+            shots = avail[:k]
+        else:
+            # lm-eval's ContextSampler: sample n+1, drop the doc itself, keep n (the eval doc is passed
+            # whenever fewshot and test split are equal, both unset for DarijaHellaSwag)
+            shots = [p for p in rng.sample(candidates, min(k + 1, len(candidates))) if p.doc != d.doc][:k]
+        if len(shots) < k:
+            raise ValueError(
+                f"task {cfg.name}: {len(shots)} few-shot examples for group {d.group!r}, {k} asked"
             )
-    return scores
+        labelled = "".join(f"{fam.text(s.doc)} {answer_text(fam, s.doc, choices_of(cfg, s))}\n\n" for s in shots)
+        out.append(labelled + fam.text(d.doc))
+    return out
 
 
-def run_mcq_letters(cfg: TaskConfig, scorer: LoglikScorer, rows: list[dict]):
-    dev, test = split_dev(rows, cfg)
-    prompts = [mcq_prompt(r, dev) for r in test]
-    results = _score_letters(scorer, prompts, [len(r["meta"]["choices"]) for r in test], cfg.name)
-    samples, correct = [], []
-    for r, p, res in zip(test, prompts, results, strict=True):
-        lls = [ll for ll, _ in res]
-        pred, gold = metrics.argmax(lls), int(r["meta"]["answer"])
-        correct.append(pred == gold)
-        samples.append(
-            {
-                "id": r["id"],
-                "source": r["source"],
-                "prompt": p,
-                "choices": [f" {LETTERS[j]}" for j in range(len(lls))],
-                "logliks": lls,
-                "gold": gold,
-                "pred": pred,
-                "correct": pred == gold,
-            }
-        )
-    return _acc_by_source(test, correct), samples, {"num_fewshot": cfg.num_fewshot, "n_dev": len(dev)}
-
-
-def run_sentiment(cfg: TaskConfig, scorer: LoglikScorer, rows: list[dict]):
-    dev, test = split_dev(rows, cfg)
-    label_sets = [r["meta"].get("labels") or DEFAULT_LABELS for r in test]
-    prompts = [sentiment_prompt(r, labs, dev) for r, labs in zip(test, label_sets, strict=True)]
-    results = _score_letters(scorer, prompts, [len(labs) for labs in label_sets], cfg.name)
-    samples, correct = [], []
-    for r, labs, p, res in zip(test, label_sets, prompts, results, strict=True):
-        lls = [ll for ll, _ in res]
-        pred, gold = metrics.argmax(lls), labs.index(r["meta"]["label"])
-        correct.append(pred == gold)
-        samples.append(
-            {
-                "id": r["id"],
-                "source": r["source"],
-                "prompt": p,
-                "choices": labs,
-                "logliks": lls,
-                "gold": gold,
-                "pred": pred,
-                "correct": pred == gold,
-            }
-        )
-    return _acc_by_source(test, correct), samples, {"num_fewshot": cfg.num_fewshot, "n_dev": len(dev)}
-
-
-def run_mcq_endings(cfg: TaskConfig, scorer: LoglikScorer, rows: list[dict]):
-    if cfg.num_fewshot:
-        raise ValueError(f"task {cfg.name}: mcq_endings is zero-shot only")
-    _, test = split_dev(rows, cfg)
-    groups = [[Request(user_text(r), " " + c) for c in r["meta"]["choices"]] for r in test]
+# --- multiple choice --------------------------------------------------------------------------
+def run_multiple_choice(cfg: TaskConfig, scorer: LoglikScorer, docs: list[Doc], pool: list[Doc]):
+    fam = cfg.spec
+    prompts = contexts(cfg, docs, pool)
+    choice_lists = [choices_of(cfg, d) for d in docs]
+    groups = [[Request(p, " " + c) for c in cs] for p, cs in zip(prompts, choice_lists, strict=True)]
     results = scorer.score_groups(groups, progress=True, desc=cfg.name)
     samples, acc, acc_norm = [], [], []
-    for r, res in zip(test, results, strict=True):
+    for d, p, cs, res in zip(docs, prompts, choice_lists, results, strict=True):
         lls = [ll for ll, _ in res]
-        choices = r["meta"]["choices"]
-        pred, pred_norm = metrics.choice_preds(lls, choices)
-        gold = int(r["meta"]["answer"])
+        target = fam.target(d.doc)
+        gold = target if isinstance(target, int) else cs.index(target)
+        pred, pred_norm = metrics.choice_preds(lls, cs)
         acc.append(float(pred == gold))
         acc_norm.append(float(pred_norm == gold))
-        samples.append(
-            {
-                "id": r["id"],
-                "source": r["source"],
-                "prompt": user_text(r),
-                "choices": choices,
-                "logliks": lls,
-                "gold": gold,
-                "pred": pred,
-                "pred_norm": pred_norm,
-                "correct": pred == gold,
-            }
-        )
-    return {"acc": metrics.mean(acc), "acc_norm": metrics.mean(acc_norm)}, samples, {"num_fewshot": 0}
+        samples.append({
+            "id": d.row_id, "source": d.source, "group": d.group, "prompt": p, "choices": cs,
+            "logliks": lls, "is_greedy": [g for _, g in res], "gold": gold, "pred": pred,
+            "pred_norm": pred_norm, "correct": pred == gold,
+        })
+    scores = {"acc": metrics.mean(acc)}
+    if "acc_norm" in fam.metrics:
+        scores["acc_norm"] = metrics.mean(acc_norm)
+    # per source and per Hub config (subject); the overall mean is the size-weighted group mean
+    for key in ("source", "group"):
+        values = sorted({s[key] for s in samples})
+        if len(values) > 1:
+            for v in values:
+                sel = [s["correct"] for s in samples if s[key] == v]
+                scores[f"acc/{v}"] = metrics.mean([float(c) for c in sel])
+    return scores, samples, {}
 
 
-# --- generation -----------------------------------------------------------------------------
-def generation_items(cfg: TaskConfig, rows: list[dict]) -> list[dict]:
-    """One item per (row, direction) for translation, one per row for summarization."""
-    wanted = [tuple(d.split("-")) for d in cfg.directions] if cfg.directions else DEFAULT_DIRECTIONS
-    items = []
-    for r in rows:
-        texts = r["meta"].get("texts")
-        if texts:
-            for src, tgt in wanted:
-                if texts.get(src) and texts.get(tgt):
-                    template = TRANSLATE_PROMPTS.get((src, tgt))
-                    if template is None:
-                        raise ValueError(f"task {cfg.name}: no prompt for direction {src}-{tgt}")
-                    kind = "transliteration" if src.split("_")[0] == tgt.split("_")[0] else "translation"
-                    items.append(
-                        {
-                            "row": r,
-                            "kind": kind,
-                            "direction": f"{src}-{tgt}",
-                            "instruction": template.format(text=texts[src]),
-                            "reference": texts[tgt],
-                        }
-                    )
-        else:
-            users = [m["content"] for m in r["messages"] if m["role"] == "user"]
-            answers = [m["content"] for m in r["messages"] if m["role"] == "assistant"]
-            if not users or not answers:
-                raise ValueError(
-                    f"task {cfg.name}: row {r['id']} has neither meta.texts nor a reference answer"
-                )
-            items.append(
-                {
-                    "row": r,
-                    "kind": "summarization",
-                    "direction": None,
-                    "instruction": SUMMARY_PROMPT.format(text=users[0]),
-                    "reference": answers[-1],
-                }
-            )
-    return items
-
-
-def stop_token_ids(tokenizer, model) -> list[int]:
-    ids = []
-    eos = model.generation_config.eos_token_id if model.generation_config is not None else None
-    for v in ([eos] if isinstance(eos, int) else list(eos or [])) + [tokenizer.eos_token_id]:
-        if v is not None and v not in ids:
-            ids.append(v)
-    eot = tokenizer.convert_tokens_to_ids("<end_of_turn>")
-    if isinstance(eot, int) and eot != tokenizer.unk_token_id and eot not in ids:
-        ids.append(eot)
-    return ids
-
-
+# --- generation -------------------------------------------------------------------------------
 def encode_chat(tokenizer, instruction: str) -> list[int]:
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
     )
+    return encode_prompt(tokenizer, text)
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """lm-eval's rule: no special tokens when the text already starts with BOS, else the tokenizer's
+    own (loaded with add_bos_token as the harness loads it)."""
     bos = tokenizer.bos_token
-    # exactly one BOS: the template may emit it already
     return tokenizer.encode(text, add_special_tokens=not (bos and text.startswith(bos)))
 
 
+def stop_token_ids(tokenizer, model) -> list[int]:
+    ids = []
+    for tok in ("<end_of_turn>", tokenizer.eos_token):
+        if tok is not None:
+            tid = tokenizer.convert_tokens_to_ids(tok)
+            if tid is not None and tid != tokenizer.unk_token_id and tid not in ids:
+                ids.append(tid)
+    cfg_eos = getattr(model.generation_config, "eos_token_id", None)
+    for tid in cfg_eos if isinstance(cfg_eos, list) else [cfg_eos]:
+        if tid is not None and tid not in ids:
+            ids.append(tid)
+    return ids
+
+
+def model_max_length(model, tokenizer) -> int:
+    """lm-eval's resolve_max_length: the config's positions, then the tokenizer's, then 2048."""
+    for cfg in (getattr(model.config, "text_config", None), model.config):
+        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+            v = getattr(cfg, attr, None) if cfg is not None else None
+            if v:
+                return int(v)
+    m = getattr(tokenizer, "model_max_length", None)
+    return int(m) if m and m < 10**9 else 2048
+
+
 def generate(
-    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int, desc: str = "generate"
+    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int, desc: str = "generate",
+    until: tuple[str, ...] = (),
 ) -> list[str]:
-    """Greedy decoding, longest prompts first, left padded with a correct attention mask."""
+    """Greedy decoding, longest prompts first, left padded with a correct attention mask.
+
+    As the harness: the context keeps its last (model length - max_new_tokens) tokens, generation
+    stops at the model's end tokens, the text is cut at the first stop string, then stripped.
+    """
     import torch
     from tqdm import tqdm
 
     stops = stop_token_ids(tokenizer, model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    keep = max(1, model_max_length(model, tokenizer) - max_new_tokens)
+    prompts = [p[-keep:] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     outputs: list[str] = [""] * len(prompts)
+    device = next(model.parameters()).device
     bar = tqdm(total=len(prompts), desc=desc, unit="item", mininterval=1.0)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
@@ -305,98 +288,105 @@ def generate(
             mask[k, width - len(p) :] = 1
         with torch.no_grad():
             out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=stops,
-                pad_token_id=pad,
-                temperature=None,
-                top_p=None,
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                do_sample=False, eos_token_id=stops, pad_token_id=pad, temperature=None, top_p=None,
                 top_k=None,
             )
         for k, i in enumerate(idx):
             new = out[k, width:].tolist()
             cut = next((j for j, t in enumerate(new) if t in stops), len(new))
-            outputs[i] = tokenizer.decode(new[:cut], skip_special_tokens=True).strip()
+            text = tokenizer.decode(new[:cut], skip_special_tokens=True)
+            for term in until:
+                text = text.split(term)[0]
+            outputs[i] = text.strip()
         bar.update(len(idx))
     bar.close()
     return outputs
 
 
-def run_generation(cfg: TaskConfig, model, tokenizer, rows: list[dict], batch_size: int):
-    if cfg.num_fewshot:
-        raise ValueError(f"task {cfg.name}: generation tasks are zero-shot")
-    _, test = split_dev(rows, cfg)
-    items = generation_items(cfg, test)
-    if not items:
-        raise ValueError(f"task {cfg.name}: no generation items (check directions and meta.texts)")
-    prompts = [encode_chat(tokenizer, it["instruction"]) for it in items]
-    gens = generate(model, tokenizer, prompts, cfg.max_new_tokens, batch_size, desc=cfg.name)
-    kinds = sorted({it["kind"] for it in items})
+def _generation_scores(cfg: TaskConfig, preds: list[str], refs: list[str]) -> dict[str, float]:
+    fam = cfg.spec
     scores: dict[str, float] = {}
-    mixed = len({"summarization"} & set(kinds)) and len(kinds) > 1
-    tr = [(it, g) for it, g in zip(items, gens, strict=True) if it["kind"] != "summarization"]
-    if tr:
-        scores.update(metrics.translation_scores([g for _, g in tr], [it["reference"] for it, _ in tr]))
-        for d in sorted({it["direction"] for it, _ in tr}):
-            sel = [(it, g) for it, g in tr if it["direction"] == d]
-            for k, v in metrics.translation_scores(
-                [g for _, g in sel], [it["reference"] for it, _ in sel]
-            ).items():
-                scores[f"{k}/{d}"] = v
-    sm = [(it, g) for it, g in zip(items, gens, strict=True) if it["kind"] == "summarization"]
-    if sm:
-        preds, refs = [g for _, g in sm], [it["reference"] for it, _ in sm]
-        prefix = "summarization/" if mixed else ""
-        for k, v in {**metrics.rouge(preds, refs), "chrf": metrics.chrf(preds, refs)}.items():
-            scores[prefix + k] = v
-    samples = []
-    for it, p, g in zip(items, prompts, gens, strict=True):
-        samples.append(
-            {
-                "id": it["row"]["id"],
-                "source": it["row"]["source"],
-                "kind": it["kind"],
-                "direction": it["direction"],
-                "prompt": tokenizer.decode(p),
-                "generation": g,
-                "gold": it["reference"],
-                "pred": g,
-                "correct": g.strip() == it["reference"].strip(),
-            }
-        )
-    settings = {
-        "num_fewshot": 0,
-        "max_new_tokens": cfg.max_new_tokens,
-        "decoding": "greedy",
-        "directions": sorted({it["direction"] for it in items if it["direction"]}),
-        "n_rows": len(test),
-    }
-    return scores, samples, settings
+    if "bleu" in fam.metrics:
+        scores.update(metrics.translation_scores(preds, refs))
+    if "rouge1" in fam.metrics:
+        scores.update(metrics.rouge(preds, refs, tokenizer=cfg.rouge_tokenizer))
+        scores["chrf"] = metrics.chrf(preds, refs)
+    if cfg.bertscore is not None:
+        from atlas_forge.evaluate.bertscore import bertscore
+
+        bs = cfg.bertscore
+        scores["bertscore"] = bertscore(preds, refs, bs.model, bs.num_layers, bs.batch_size)
+    return scores
 
 
-def main_metric(family: str, scores: dict[str, float]) -> str:
-    if family == "mcq_endings":
-        return "acc_norm"
-    if family in ("mcq_letters", "sentiment"):
-        return "acc"
-    for key in ("bleu", "rougeL", "summarization/rougeL", "chrf"):
-        if key in scores:
-            return key
-    return sorted(scores)[0]
-
-
-def run_family(cfg: TaskConfig, model, tokenizer, df: pl.DataFrame, batch_size: int):
-    rows = sorted_rows(df)
-    if not rows:
-        raise ValueError(f"task {cfg.name}: no bench rows")
-    if cfg.family == "generation":
-        return run_generation(cfg, model, tokenizer, rows, batch_size)
-    scorer = LoglikScorer(model, tokenizer, batch_size=batch_size, add_bos=cfg.add_bos)
-    fn = {"mcq_letters": run_mcq_letters, "sentiment": run_sentiment, "mcq_endings": run_mcq_endings}[
-        cfg.family
+def run_generation(cfg: TaskConfig, model, tokenizer, docs: list[Doc], batch_size: int):
+    fam = cfg.spec
+    texts = [fam.text(d.doc) for d in docs]
+    if cfg.use_chat_template:
+        prompts = [encode_chat(tokenizer, t) for t in texts]
+    else:
+        prompts = [encode_prompt(tokenizer, t) for t in texts]
+    gens = generate(model, tokenizer, prompts, cfg.new_tokens, batch_size, desc=cfg.name, until=fam.until)
+    refs = [str(fam.target(d.doc)) for d in docs]
+    scores = _generation_scores(cfg, gens, refs)
+    # per source and per direction, as the harness's per-split / per-direction tasks
+    for key in ("source", "direction"):
+        labels = [(d.source if key == "source" else d.doc.get("direction")) or "" for d in docs]
+        values = sorted(set(labels))
+        if len(values) > 1 or (key == "direction" and values != [""]):
+            plain = TaskConfig(**{**cfg.__dict__, "bertscore": None})  # BERTScore: overall only (cost)
+            for v in values:
+                sel = [i for i, lab in enumerate(labels) if lab == v]
+                sub = _generation_scores(plain, [gens[i] for i in sel], [refs[i] for i in sel])
+                scores.update({f"{m}/{v}": s for m, s in sub.items()})
+    samples = [
+        {
+            "id": d.row_id, "source": d.source, "direction": d.doc.get("direction"), "prompt": t,
+            "generation": g, "gold": r, "pred": g, "correct": g.strip() == r.strip(),
+        }
+        for d, t, g, r in zip(docs, texts, gens, refs, strict=True)
     ]
-    scores, samples, settings = fn(cfg, scorer, rows)
-    settings["add_bos"] = cfg.add_bos
-    return scores, samples, settings
+    return scores, samples, {"max_new_tokens": cfg.new_tokens, "decoding": "greedy"}
+
+
+# --- the task ---------------------------------------------------------------------------------
+def main_metric(cfg: TaskConfig, scores: dict[str, Any]) -> str:
+    if cfg.family == "judge":
+        return "win_rate"
+    fam = cfg.spec
+    if fam.output == "multiple_choice":
+        return "acc_norm" if cfg.family == "darijahellaswag" else "acc"
+    return "rougeL" if "rougeL" in scores else "chrf"
+
+
+def run_task(cfg: TaskConfig, model, tokenizer, df: pl.DataFrame, fewshot_df: pl.DataFrame | None,
+             batch_size: int, model_dir=None):
+    """(scores, samples, settings) for one task on one model."""
+    rows = sorted_rows(df.filter(pl.col("source").is_in(cfg.sources)), cfg.sources)
+    if not rows:
+        raise ValueError(f"task {cfg.name}: no bench rows in sources {cfg.sources}")
+    settings: dict[str, Any] = {
+        "num_fewshot": cfg.num_fewshot, "apply_chat_template": cfg.use_chat_template, "add_bos": cfg.add_bos,
+        "max_items": cfg.max_items, "harness_task": cfg.family,
+    }
+    if cfg.family == "judge":
+        from atlas_forge.evaluate.judge import run_judge
+
+        scores, samples, extra = run_judge(cfg, model, tokenizer, rows, batch_size, model_dir=model_dir)
+        return scores, samples, {**settings, **extra}
+    docs = task_docs(cfg, rows)
+    if cfg.max_items is not None:
+        docs = docs[: cfg.max_items]
+    if not docs:
+        raise ValueError(f"task {cfg.name}: no documents (check directions and sources)")
+    if cfg.spec.output == "multiple_choice":
+        pool_rows = sorted_rows(fewshot_df, cfg.fewshot_sources) if fewshot_df is not None else []
+        pool = task_docs(TaskConfig(**{**cfg.__dict__, "directions": None}), pool_rows) if pool_rows else []
+        scorer = LoglikScorer(model, tokenizer, batch_size=batch_size, add_bos=cfg.add_bos)
+        if cfg.use_chat_template:
+            raise ValueError(f"task {cfg.name}: multiple-choice scoring runs on plain-text prompts (harness default)")
+        scores, samples, extra = run_multiple_choice(cfg, scorer, docs, pool)
+    else:
+        scores, samples, extra = run_generation(cfg, model, tokenizer, docs, batch_size)
+    return scores, samples, {**settings, **extra, "n_docs": len(docs)}

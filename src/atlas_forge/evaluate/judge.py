@@ -10,7 +10,8 @@ forced-choice prompt ("(a) or (b)"). Every pair is judged twice, the positions s
 - a verdict that follows the position instead of the answer is discarded (`n_flipped`);
 - a pair with any verdict that is not exactly one letter is discarded (`n_unparseable`).
 
-win_rate = wins / n_judged (fraction in [0, 1]; 0.0 when nothing could be judged).
+win_rate = wins / n_judged (fraction in [0, 1]); None (null in results, "–" in the report) when no
+pair could be judged: 0.0 would claim that the model lost every pair.
 
 Judges (task key `judge`):
 - openai: any OpenAI-compatible chat endpoint through openai_client.ChatClient; the answer must be
@@ -27,8 +28,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import polars as pl
 
 from atlas_forge.evaluate import metrics
 
@@ -172,7 +171,7 @@ class LocalJudge:
 
             if not Path(jc.model).is_dir():
                 raise FileNotFoundError(f"judge.model {jc.model!r}: not a local model directory")
-            model, tokenizer = load_model(jc.model)
+            model, tokenizer = load_model(jc.model, add_bos=jc.add_bos)
         self.scorer = LoglikScorer(model, tokenizer, batch_size=batch_size, add_bos=jc.add_bos)
 
     def verdicts(self, prompts: list[str]) -> list[dict[str, Any]]:
@@ -197,7 +196,7 @@ def make_judge(jc: JudgeConfig, batch_size: int, model_dir=None, model=None, tok
 
 
 # --- the family -------------------------------------------------------------------------------
-def score_pairs(items: list[dict], verdicts: list[dict]) -> tuple[dict[str, float], list[dict]]:
+def score_pairs(items: list[dict], verdicts: list[dict]) -> tuple[dict[str, float | None], list[dict]]:
     """Scores and per-item samples from the 2 * len(items) verdicts (ORDERS order per item)."""
     wins = judged = flipped = unparseable = errors = 0
     samples = []
@@ -233,9 +232,9 @@ def score_pairs(items: list[dict], verdicts: list[dict]) -> tuple[dict[str, floa
             }
         )
     if not judged:
-        log.warning("judge: no pair had two consistent verdicts; win_rate reported as 0.0")
+        log.warning("judge: no pair had two consistent verdicts; win_rate is null (nothing judged)")
     scores = {
-        "win_rate": wins / judged if judged else 0.0,
+        "win_rate": wins / judged if judged else None,
         "n_judged": judged,
         "n_flipped": flipped,
         "n_unparseable": unparseable,
@@ -244,15 +243,15 @@ def score_pairs(items: list[dict], verdicts: list[dict]) -> tuple[dict[str, floa
     return scores, samples
 
 
-def run_judge(cfg: JudgeTaskConfig, model, tokenizer, df: pl.DataFrame, batch_size: int, model_dir=None):
-    from atlas_forge.evaluate.families import encode_chat, generate, sorted_rows
+def run_judge(cfg, model, tokenizer, rows: list[dict], batch_size: int, model_dir=None):
+    """The judge family of families.run_task: `cfg` is its TaskConfig, `rows` the bench rows in order."""
+    from atlas_forge.evaluate.families import encode_chat, generate
 
-    rows = sorted_rows(df)
     if not rows:
         raise ValueError(f"task {cfg.name}: no bench rows")
     items = judge_items(rows, cfg)
     prompts = [encode_chat(tokenizer, it["instruction"]) for it in items]
-    gens = generate(model, tokenizer, prompts, cfg.max_new_tokens, batch_size, desc=cfg.name)
+    gens = generate(model, tokenizer, prompts, cfg.new_tokens, batch_size, desc=cfg.name)
     for it, g in zip(items, gens, strict=True):
         it["generation"] = g
     judge = make_judge(cfg.judge, batch_size, model_dir, model, tokenizer)
@@ -261,7 +260,7 @@ def run_judge(cfg: JudgeTaskConfig, model, tokenizer, df: pl.DataFrame, batch_si
     scores, samples = score_pairs(items, verdicts)
     settings = {
         "num_fewshot": 0,
-        "max_new_tokens": cfg.max_new_tokens,
+        "max_new_tokens": cfg.new_tokens,
         "decoding": "greedy",
         "judge_backend": cfg.judge.backend,
         "judge_model": cfg.judge.model,

@@ -48,6 +48,25 @@ def split_whitespace(context: str, continuation: str) -> tuple[str, str]:
     return context, continuation
 
 
+def tok_encode(tokenizer, text: str, add_bos: bool) -> list[int]:
+    """lm-eval's HFLM.tok_encode: special tokens unless the text already starts with BOS."""
+    bos = tokenizer.bos_token
+    return tokenizer.encode(text, add_special_tokens=add_bos and not (bos and text.startswith(bos)))
+
+
+def encode_pair(tokenizer, context: str, continuation: str, add_bos: bool = True) -> tuple[list[int], list[int]]:
+    """lm-eval's TemplateLM._encode_pair: (context ids, continuation ids)."""
+    if not context:
+        raise ValueError("empty context is not supported")
+    context, continuation = split_whitespace(context, continuation)
+    whole = tok_encode(tokenizer, context + continuation, add_bos)
+    ctx = tok_encode(tokenizer, context, add_bos)
+    cont = whole[len(ctx) :]
+    if not cont:
+        raise ValueError(f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}")
+    return ctx, cont
+
+
 class LoglikScorer:
     def __init__(
         self, model, tokenizer, batch_size: int = 8, add_bos: bool = True, max_length: int | None = None
@@ -58,29 +77,17 @@ class LoglikScorer:
         self.add_bos = add_bos
         self.max_length = max_length or int(getattr(model.config, "max_position_embeddings", 2048))
         self.bos_str = tokenizer.bos_token
+        self.device = next(model.parameters()).device
         # transformers 5.24 renamed forward(past_key_values=) to forward(cache=)
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     # --- tokenization, as lm-eval's HFLM.tok_encode / TemplateLM._encode_pair -----------------
     def tok_encode(self, text: str) -> list[int]:
-        add_special = self.add_bos
-        if self.bos_str and text.startswith(self.bos_str):
-            add_special = False
-        return self.tok.encode(text, add_special_tokens=add_special)
+        return tok_encode(self.tok, text, self.add_bos)
 
     def encode_pair(self, context: str, continuation: str) -> Encoded:
-        if not context:
-            raise ValueError("empty context is not supported")
-        context, continuation = split_whitespace(context, continuation)
-        whole = self.tok_encode(context + continuation)
-        ctx = self.tok_encode(context)
-        cont = whole[len(ctx) :]
-        if not cont:
-            raise ValueError(
-                f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}"
-            )
-        return Encoded(ctx, cont)
+        return Encoded(*encode_pair(self.tok, context, continuation, self.add_bos))
 
     # --- scoring ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -149,8 +156,8 @@ class LoglikScorer:
         for j, s in enumerate(seqs):
             ids[j, : len(s)] = torch.tensor(s, dtype=torch.long)
         # no attention mask, as lm-eval: right padding never reaches earlier positions (causal)
-        logits = self.model(input_ids=ids).logits
-        lp = F.log_softmax(logits.float(), dim=-1)
+        logits = self.model(input_ids=ids.to(self.device)).logits
+        lp = F.log_softmax(logits.float(), dim=-1).cpu()
         return [lp[j, : len(s)] for j, s in enumerate(seqs)]
 
     def _score_shared_context(self, ctx: list[int], conts: list[list[int]]) -> list[tuple[float, bool]]:
@@ -158,8 +165,8 @@ class LoglikScorer:
         ctx = self._trim(ctx, longest)
         if len(ctx) + longest - 1 > self.max_length:  # pragma: no cover - only with tiny max_length
             raise ValueError("context + continuation exceed the model's max length")
-        first = self.model(input_ids=torch.tensor([ctx]), use_cache=True)
-        last_lp = F.log_softmax(first.logits[0, -1].float(), dim=-1)
+        first = self.model(input_ids=torch.tensor([ctx], device=self.device), use_cache=True)
+        last_lp = F.log_softmax(first.logits[0, -1].float(), dim=-1).cpu()
         results: list[tuple[float, bool]] = [(0.0, True)] * len(conts)
         tails = [(j, c) for j, c in enumerate(conts) if len(c) > 1]
         for j, c in enumerate(conts):
@@ -180,9 +187,10 @@ class LoglikScorer:
             pos = torch.arange(n, n + width).unsqueeze(0).expand(len(chunk), -1)
             mask = torch.ones(len(chunk), n + width, dtype=torch.long)
             logits = self.model(
-                input_ids=ids, **{self._cache_kw: past}, position_ids=pos, attention_mask=mask, use_cache=True
+                input_ids=ids.to(self.device), **{self._cache_kw: past}, position_ids=pos.to(self.device),
+                attention_mask=mask.to(self.device), use_cache=True,
             ).logits
-            lp = F.log_softmax(logits.float(), dim=-1)
+            lp = F.log_softmax(logits.float(), dim=-1).cpu()
             for k, (j, c) in enumerate(chunk):
                 t = torch.tensor(c, dtype=torch.long)
                 rows = torch.cat([last_lp.unsqueeze(0), lp[k, : len(c) - 1]], dim=0)

@@ -45,11 +45,23 @@ class ArabicAwareTokenizer:
         return _WORD.findall(_ARABIC_MARKS.sub("", text.lower()))
 
 
-def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+def rouge(
+    predictions: Sequence[str], references: Sequence[str], tokenizer: str = "harness"
+) -> dict[str, float]:
+    """ROUGE-1/2/L/Lsum F-measure, mean over items, on 0-100.
+
+    tokenizer "harness": rouge_score's default tokenizer and no stemmer, as the harness's
+    `evaluate.load("rouge")`; it keeps only [a-z0-9], so Arabic-script text scores 0.0 (that is what the
+    harness computes). "arabic": ArabicAwareTokenizer (ours), which keeps every Unicode word.
+    The harness aggregates with an unseeded bootstrap (BootstrapAggregator, the median of resampled
+    means); we report the plain mean, the quantity that bootstrap estimates, so scores are reproducible.
+    """
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=ArabicAwareTokenizer())
-    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    types = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+    tok = ArabicAwareTokenizer() if tokenizer == "arabic" else None
+    scorer = rouge_scorer.RougeScorer(types, use_stemmer=False, tokenizer=tok)
+    totals = dict.fromkeys(types, 0.0)
     for pred, ref in zip(predictions, references, strict=True):
         scores = scorer.score(ref, pred)
         for k in totals:

@@ -1,16 +1,23 @@
 """instruct: turn native rows into Darija chat instructions (paper §3: zero-shot, few-shot, multi-turn).
 
 Counting. A source row expands into *items*, one instruction/answer pair each:
-translation rows give one item per ordered pair of their languages among `translation_langs`
-(and, with `transliteration`, ary_Latn<->ary_Arab items of task "transliteration"); sentiment and
-summarization rows give one item. Rows are then dealt to shot types in the exact proportions of
-`shots` (seeded shuffle), and every item is answered in exactly one output conversation:
+translation rows give one item per direction of `translation_directions` whose two languages the row
+has (default: the paper's six, Darija <-> English, French, MSA; other pairs only when listed), and,
+with `transliteration`, ary_Latn<->ary_Arab items of task "transliteration"; sentiment and
+summarization rows give one item (articles cut to their first `summarization_max_words` words).
+Rows are then dealt to shot types in the exact proportions of `shots` (seeded shuffle), and every
+item is answered in exactly one output conversation:
 
 - zero: one conversation per item;
 - few: one conversation per item, with `few_shot_k` solved examples of the same task and direction
   from OTHER rows in its first user turn (examples are context, not consumed);
 - multi: the items of multi rows are grouped, per task, into conversations of 2..`multi_turn_max`
   turns from distinct rows; an item left without a partner becomes a zero-shot conversation.
+
+No leakage. With `sides` (the mixture's seed and test_fraction, passed by the rule), every source
+row has a side (sides.is_test of its id) and only rows of the same side are combined: few-shot
+examples come from the item's own side, multi-turn partners too. So mixture, which puts a
+conversation on the side of its source rows, never shows a test row's sentence in training.
 
 So: items = sum over output rows of len(meta.origin_ids), and every input row is either in some
 origin_ids or has no item at all (a translation row with one usable language); both are checked.
@@ -34,6 +41,7 @@ import polars as pl
 from atlas_forge import io, records
 from atlas_forge.config import ConfigError, parse
 from atlas_forge.instruct import templates
+from atlas_forge.sides import is_test
 
 log = logging.getLogger(__name__)
 PHASE = "instruct"
@@ -46,17 +54,40 @@ class Shots:
     multi: float
 
 
+# paper §3/Table 1: Darija <-> English, French, MSA, both ways (plus transliteration, below)
+PAPER_DIRECTIONS = [
+    "ary_Arab->eng_Latn", "eng_Latn->ary_Arab",
+    "ary_Arab->fra_Latn", "fra_Latn->ary_Arab",
+    "ary_Arab->arb_Arab", "arb_Arab->ary_Arab",
+]
+
+
+@dataclass(frozen=True)
+class Sides:
+    """The mixture's train/test draw (mixture.seed, mixture.test_fraction), set by the rule."""
+
+    seed: int
+    test_fraction: float
+
+
 @dataclass(frozen=True)
 class InstructConfig:
     seed: int
     shots: Shots
     few_shot_k: int = 2
     multi_turn_max: int = 3
-    translation_langs: list[str] = field(
-        default_factory=lambda: ["ary_Arab", "eng_Latn", "fra_Latn", "arb_Arab"]
-    )
+    translation_directions: list[str] = field(default_factory=lambda: list(PAPER_DIRECTIONS))
     transliteration: bool = True
     sentiment_letters: list[str] = field(default_factory=lambda: ["A", "B", "C"])
+    # our choice: an article is cut to its first N words (0: kept whole), so its title, the only
+    # supervised tokens, still fits sft.max_length; the paper's titles are short, its articles are not
+    summarization_max_words: int = 0
+    # ours (issue 11): zero-shot rows use the exact prompt and answer format the evaluate phase scores
+    # (atlas_forge/benchmarks.py, lm-eval's DarijaBench tasks): sentiment as a plain-text lettered
+    # continuation, translation/transliteration/summarization through the chat template with the
+    # harness's prompts. The paper overlays turn it off and keep only the paper's templates.
+    benchmark_format: bool = False
+    sides: Sides | None = None
 
     def validate(self, section: str) -> None:
         s = self.shots
@@ -66,9 +97,21 @@ class InstructConfig:
             raise ConfigError(f"{section}.few_shot_k: must be >= 1")
         if self.multi_turn_max < 2:
             raise ConfigError(f"{section}.multi_turn_max: a multi-turn conversation needs >= 2 turns")
-        unknown = [lang for lang in self.translation_langs if lang not in templates.LANG_NAMES]
-        if unknown:
-            raise ConfigError(f"{section}.translation_langs: no Darija name for {unknown[0]!r}")
+        for i, d in enumerate(self.translation_directions):
+            src, _, tgt = d.partition("->")
+            if not src or not tgt or src == tgt:
+                raise ConfigError(
+                    f"{section}.translation_directions[{i}]: {d!r} is not '<lang>-><other lang>'"
+                )
+            unknown = [lang for lang in (src, tgt) if lang not in templates.LANG_NAMES]
+            if unknown:
+                raise ConfigError(f"{section}.translation_directions[{i}]: no Darija name for {unknown[0]!r}")
+        if len(set(self.translation_directions)) != len(self.translation_directions):
+            raise ConfigError(f"{section}.translation_directions: a direction is listed twice")
+        if self.summarization_max_words < 0:
+            raise ConfigError(f"{section}.summarization_max_words: must be >= 0 (0 keeps articles whole)")
+        if self.sides is not None and not 0.0 <= self.sides.test_fraction < 1.0:
+            raise ConfigError(f"{section}.sides.test_fraction: {self.sides.test_fraction} is outside [0, 1)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +142,10 @@ def _items_of_row(
     labels: tuple[str, ...] = ()
     if task == "translation":
         texts = meta.get("texts", {})
-        langs = [lang for lang in cfg.translation_langs if texts.get(lang)]
-        out += [("translation", f"{a}->{b}", texts[a], texts[b], ()) for a in langs for b in langs if a != b]
+        for d in cfg.translation_directions:  # in the listed order
+            a, b = d.split("->")
+            if texts.get(a) and texts.get(b):
+                out.append(("translation", d, texts[a], texts[b], ()))
         if cfg.transliteration and texts.get("ary_Latn") and texts.get("ary_Arab"):
             out += [
                 ("transliteration", "ary_Latn->ary_Arab", texts["ary_Latn"], texts["ary_Arab"], ()),
@@ -112,13 +157,57 @@ def _items_of_row(
         out.append(("sentiment", None, msgs[0]["content"], answer, tuple(choices)))
         labels = tuple(meta["labels"])
     elif task == "summarization":
-        out.append(("summarization", None, msgs[0]["content"], msgs[1]["content"], ()))
+        out.append(("summarization", None, shorten(msgs[0]["content"], cfg.summarization_max_words),
+                    msgs[1]["content"], ()))
     else:
         raise ValueError(f"instruct: no templates for task {task!r} (row {rid}, source {source})")
     return [
         Item(start + i, task=t, direction=d, text=x, answer=a, choices=c, labels=labels, **base)
         for i, (t, d, x, a, c) in enumerate(out)
     ]
+
+
+def benchmark_turn(item: Item) -> tuple[str, str, str, dict] | None:
+    """(template id, user text, answer, extra meta) in the scored format, or None when the benchmark
+    has no such item (e.g. a direction the harness does not score, offensive-comment labels)."""
+    from atlas_forge import benchmarks
+
+    if item.task == "sentiment":
+        label = item.labels[item.choices.index(item.answer)]
+        try:
+            doc = benchmarks.sentiment_doc(item.text, label, list(item.labels))
+        except ValueError:
+            return None
+        # plain text, as the harness scores it: the lettered prompt, then " <letter>"
+        return "bench:darija_sentiment", benchmarks.sentiment_text(doc), benchmarks.sentiment_target(doc), {
+            "format": "plain"
+        }
+    if item.task in ("translation", "transliteration"):
+        src, tgt = (item.direction or "").split("->")
+        code = benchmarks.translation_direction(src, tgt)
+        prompts = {**benchmarks.TRANSLATION_PROMPTS, **benchmarks.TRANSLITERATION_PROMPTS}
+        if code is None:
+            return None
+        return f"bench:{code}", prompts[code].format(item.text), item.answer, {}
+    if item.task == "summarization":
+        doc = benchmarks.generation_doc(benchmarks.SUMMARIZATION_PROMPT.format(item.text), item.answer, None)
+        return "bench:darija_summarization", benchmarks.summarization_text(doc), item.answer, {}
+    return None
+
+
+def shorten(text: str, max_words: int) -> str:
+    """The first max_words whitespace-separated words of text (0: all of it). Line breaks inside the
+    kept part stay; a cut article ends where its N-th word ends."""
+    if max_words <= 0:
+        return text
+    words = text.split()
+    if len(words) <= max_words:
+        return text
+    # cut the original text after its max_words-th word, so its own spacing and line breaks stay
+    pos = 0
+    for w in words[:max_words]:
+        pos = text.index(w, pos) + len(w)
+    return text[:pos]
 
 
 @cache
@@ -141,13 +230,16 @@ def _prompt(template: str, item: Item) -> str:
 class _Out:
     """The output table, column by column, plus what the count check needs (no meta re-parsing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sides: dict[str, str] | None = None) -> None:
         self.rows: list[tuple] = []
+        self.sides = sides  # row id -> side, written to meta.side when the rule passes `sides`
 
     def add(self, items: list[Item], shots: str, messages: list[dict], tids: list[str], extra: dict) -> None:
         first = items[0]
         origins = [it.origin for it in items]
         meta = {"shots": shots, "template": tids[0], "origin_ids": origins, **extra}
+        if self.sides is not None:
+            meta["side"] = self.sides[first.origin]
         if first.direction:
             meta["direction"] = first.direction
         if len(items) > 1:
@@ -194,6 +286,7 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
         items += got
         row_items.append(got)
     used_rows = [i for i, got in enumerate(row_items) if got]
+    side = row_sides(df["id"].to_list(), cfg.sides)
 
     rng = random.Random(cfg.seed)
     order = used_rows[:]
@@ -202,19 +295,20 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
     few_rows = set(order[:n_few])
     multi_rows = set(order[n_few : n_few + n_multi])
 
-    pools: dict[tuple[str, str | None], list[Item]] = defaultdict(list)
+    # few-shot examples and multi-turn partners come from rows of the item's own side only
+    pools: dict[tuple[str, str | None, str], list[Item]] = defaultdict(list)
     for it in items:
-        pools[(it.task, it.direction)].append(it)
+        pools[(it.task, it.direction, side[it.origin])].append(it)
 
-    out = _Out()
+    out = _Out(side if cfg.sides is not None else None)
     zero_items: list[Item] = []
-    multi_items: dict[str, list[Item]] = defaultdict(list)
+    multi_items: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for i, got in enumerate(row_items):
         for it in got:
             if i in multi_rows:
-                multi_items[it.task].append(it)
+                multi_items[(it.task, side[it.origin])].append(it)
             elif i in few_rows:
-                examples = _examples(pools[(it.task, it.direction)], it, cfg.few_shot_k, rng)
+                examples = _examples(pools[(it.task, it.direction, side[it.origin])], it, cfg.few_shot_k, rng)
                 if not examples:
                     zero_items.append(it)
                     continue
@@ -231,8 +325,8 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
             else:
                 zero_items.append(it)
 
-    for task in sorted(multi_items):
-        groups, leftovers = _group(multi_items[task], cfg.multi_turn_max, rng)
+    for key in sorted(multi_items):
+        groups, leftovers = _group(multi_items[key], cfg.multi_turn_max, rng)
         zero_items += leftovers
         for group in groups:
             msgs, tids = [], []
@@ -246,13 +340,33 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
             out.add(group, "multi", msgs, tids, {"turns": len(group)})
 
     for it in zero_items:
+        bench = benchmark_turn(it) if cfg.benchmark_format else None
+        if bench is not None:
+            tid, user, answer, extra = bench
+            msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+            out.add([it], "zero", msgs, [tid], extra)
+            continue
         tid, tpl = _pick_template(cfg, it)
         msgs = [{"role": "user", "content": _prompt(tpl, it)}, {"role": "assistant", "content": it.answer}]
         out.add([it], "zero", msgs, [tid], {})
 
     table = out.table()
     counts = _check_counts(df, items, row_items, out.rows)
+    n = cfg.summarization_max_words
+    counts["articles_shortened"] = sum(
+        1 for task, msgs in zip(df["task"].to_list(), df["messages"].to_list(), strict=True)
+        if n and task == "summarization" and len(msgs[0]["content"].split()) > n
+    )
+    if cfg.sides is not None:
+        counts["rows_by_side"] = dict(sorted(Counter(side[o] for o in {it.origin for it in items}).items()))
     return table, counts
+
+
+def row_sides(ids: list[str], sides: Sides | None) -> dict[str, str]:
+    """{row id: "train" | "test"} as the mixture will draw it; all "train" without `sides`."""
+    if sides is None:
+        return dict.fromkeys(ids, "train")
+    return {i: "test" if is_test(sides.seed, i, sides.test_fraction) else "train" for i in ids}
 
 
 def _examples(pool: list[Item], item: Item, k: int, rng: random.Random) -> list[Item]:

@@ -78,17 +78,31 @@ class SftParams:
                 raise config.ConfigError(f"{section}.{key}: must be positive, got {getattr(self, key)}")
 
 
-def load_chats(path: str, system_message: str):
-    """A datasets.Dataset of {"messages": [...]} from a canonical table, system turns folded or rejected."""
+def load_chats(path: str, system_message: str, tokenizer=None):
+    """A datasets.Dataset from a canonical table, system turns folded or rejected.
+
+    With a tokenizer, rows come tokenized ({input_ids, assistant_masks}, render.encode_row), so each
+    row's format (meta.format: chat, or plain for the scored multiple-choice continuation) is honoured;
+    TRL then builds the labels from the mask. Without one: {"messages": [...]}.
+    """
     from datasets import Dataset
+
+    from atlas_forge import records
+    from atlas_forge.modeling.render import encode_row
 
     df = io.read_table(path, PHASE)
     rows = []
-    for rid, messages in zip(df["id"].to_list(), df["messages"].to_list(), strict=True):
+    for rid, messages, meta in zip(df["id"].to_list(), df["messages"].to_list(), df["meta"].to_list(),
+                                   strict=True):
         msgs = prepare_messages(messages or [], system_message=system_message, row_id=rid)
         if not any(m["role"] == "assistant" for m in msgs):
             raise ValueError(f"{path}: row {rid} has no assistant message to train on")
-        rows.append({"messages": msgs})
+        if tokenizer is None:
+            rows.append({"messages": msgs})
+            continue
+        fmt = records.load_meta(meta).get("format", "chat")
+        ids, mask = encode_row(tokenizer, msgs, None, fmt=fmt)
+        rows.append({"input_ids": ids, "assistant_masks": mask})
     if not rows:
         raise ValueError(f"{path}: no rows")
     return Dataset.from_list(rows)
@@ -251,13 +265,15 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
     base_info_path = Path(base) / "base_model.json"
     base_info = io.read_json(base_info_path) if base_info_path.exists() else {"name_or_path": base}
 
-    train_ds = load_chats(train, params.system_message)
-    test_ds = load_chats(test, params.system_message)
+    # add_bos_token as lm-eval loads it: plain-format rows must be tokenized as they are scored (the
+    # chat template emits its own BOS and is tokenized without special tokens either way)
+    tokenizer = AutoTokenizer.from_pretrained(base, add_bos_token=True)
+    train_ds = load_chats(train, params.system_message, tokenizer)
+    test_ds = load_chats(test, params.system_message, tokenizer)
     test_rows = len(test_ds)
     test_ds = eval_sample(test_ds, params.max_eval_rows, params.seed)
     log.info("sft: %d train rows, %d test rows (%d scored)", len(train_ds), test_rows, len(test_ds))
 
-    tokenizer = AutoTokenizer.from_pretrained(base)
     cuda = torch.cuda.is_available()
     model = AutoModelForCausalLM.from_pretrained(
         base, attn_implementation="eager", dtype=torch.bfloat16 if (params.bf16 and cuda) else torch.float32

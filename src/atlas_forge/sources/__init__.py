@@ -45,6 +45,7 @@ class RawRow:
     values: dict[Any, Any] | None  # column name (or position when header is false) -> value
     error: str | None = None  # why the record could not be read; values is then None
     raw: str = ""  # the record's text when it could not be parsed, for the reject table
+    config: str | None = None  # hf: the dataset configuration the row came from (e.g. a subject)
 
 
 def expand_paths(source_id: str, pattern: str) -> list[str]:
@@ -539,10 +540,36 @@ def xlsx_header(path: str, sheet: str | int | None = None) -> list[str]:
 
 
 def read_hf(name: str, revision: str, split: str = "train", config: str | None = None) -> Iterator[RawRow]:
-    """A Hugging Face dataset at a pinned revision; only reached when params name one."""
+    """A Hugging Face dataset at a pinned revision; only reached when params name one.
+
+    `config: "*"` reads every configuration the dataset declares (DarijaMMLU: one per subject), in
+    the dataset's order, so an overlay needs no hand-written list. `name` may be a local dataset folder
+    (a README.md with a `configs:` block and its data files), resolved by the same call as a Hub id.
+    """
     import datasets  # heavy and networked: imported only for hf sources
 
-    ds = datasets.load_dataset(name, config, split=split, revision=revision)
-    where = f"hf://{name}@{revision}/{split}" + (f"/{config}" if config else "")
-    for i, row in enumerate(ds, 1):
-        yield RawRow(where, i, dict(row))
+    try:
+        configs = (
+            datasets.get_dataset_config_names(name, revision=revision) if config == "*" else [config]
+        )
+        for cfg in configs:
+            ds = datasets.load_dataset(name, cfg, split=split, revision=revision)
+            where = f"hf://{name}@{revision}/{split}" + (f"/{cfg}" if cfg else "")
+            for i, row in enumerate(ds, 1):
+                yield RawRow(where, i, dict(row), config=cfg)
+    except (ConnectionError, OSError, ValueError) as e:
+        if _hub_offline() and not Path(name).exists():
+            raise RuntimeError(
+                f"Hugging Face dataset {name!r} (revision {revision}, split {split}"
+                f"{', config ' + str(config) if config else ''}) cannot be fetched: the Hub is offline "
+                "(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set, or no network). Run on an online machine once, "
+                "or point `name` at a local copy."
+            ) from e
+        raise
+
+
+def _hub_offline() -> bool:
+    import os
+
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in
+               ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
