@@ -3,7 +3,6 @@ local log-likelihood judge (tiny Gemma 2); the shared ChatClient's retries; the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from atlas_forge import io, records
+from atlas_forge import cli, io, records
 from atlas_forge.evaluate import evaluate, run_cli
 from atlas_forge.evaluate.judge import parse_verdict, score_pairs
 from atlas_forge.openai_client import ChatClient, ChatError
@@ -140,7 +139,7 @@ def test_openai_judge_scripted_verdicts(tmp_path, tiny, make_server, monkeypatch
 def test_openai_judge_all_requests_failing_fails_the_task(tmp_path, tiny, make_server):
     model_dir, model, tok = tiny
     server = make_server(lambda prompt, n: (401, {}, ""))
-    task = {"name": "j", "family": "judge", "max_new_tokens": 4,
+    task = {"name": "j", "family": "judge", "sources": ["sample_alpaca"], "max_new_tokens": 4,
             "judge": {"backend": "openai", "base_url": server.url, "model": "m", "max_retries": 0}}
     with pytest.raises(RuntimeError, match="every request failed"):
         evaluate(task, model_dir, "base", [write_rows(tmp_path, chat_rows(2))], model=model, tokenizer=tok)
@@ -153,10 +152,12 @@ def test_local_judge_end_to_end(tmp_path, tiny):
     data = write_rows(tmp_path, chat_rows(6))
     task = {"name": "alpaca_judge", "family": "judge", "sources": ["sample_alpaca"], "max_new_tokens": 6,
             "judge": {"backend": "local", "model": str(judge_dir)}}
-    args = argparse.Namespace(
-        task=task, model=str(model_dir), model_name="base", data=[data], batch_size=4, threads=1,
-        out=str(tmp_path / "r.json"), samples=str(tmp_path / "r.samples.jsonl"),
-    )
+    # through the CLI's own parser, so the test follows its flags and their defaults
+    args = cli.build_parser().parse_args([
+        "evaluate", "--task", json.dumps(task), "--model", str(model_dir), "--model-name", "base",
+        "--data", data, "--batch-size", "4", "--threads", "1",
+        "--out", str(tmp_path / "r.json"), "--samples", str(tmp_path / "r.samples.jsonl"),
+    ])
     run_cli(args)
     result = json.loads((tmp_path / "r.json").read_text())
     samples = io.read_jsonl(tmp_path / "r.samples.jsonl")
