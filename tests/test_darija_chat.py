@@ -75,9 +75,18 @@ def test_fixture_rows_through_filter_and_mixture_card(fixture_dir, tmp_path):
     src = _source(fixture_dir, select={"dataset": ["doda", "sentiment", "wikipedia"]})
     out, rej, _ = ingest.ingest_rows(src, ingest.read_rows(src))
     # a benchmark item equal to one doda row's question: decontamination removes that row
-    bench = records.from_rows([records.make_record(
-        "bench", "1", "translation", [{"role": "user", "content": out["messages"][0][0]["content"]}],
-        "ary_Arab", {})])
+    bench = records.from_rows(
+        [
+            records.make_record(
+                "bench",
+                "1",
+                "translation",
+                [{"role": "user", "content": out["messages"][0][0]["content"]}],
+                "ary_Arab",
+                {},
+            )
+        ]
+    )
     fcfg = parse(FilterConfig, {"steps": src.filter_steps}, "filter")
     kept, frej, report = run_steps(out, fcfg.steps, fcfg, bench)
     assert frej.height == 1 and frej["reason"][0].startswith("decontaminate")
@@ -85,14 +94,36 @@ def test_fixture_rows_through_filter_and_mixture_card(fixture_dir, tmp_path):
     write_table(rej, tmp_path / "rejects" / "ingest" / "darija_sft_mixture.parquet", "test", rejects=True)
     write_table(frej, tmp_path / "rejects" / "filter" / "darija_sft_mixture.parquet", "test", rejects=True)
     ref = tmp_path / "table1.yaml"
-    ref.write_text(yaml.safe_dump({"cite": "Table 1", "subsets": {"doda": 6, "madar": 18800, "sentiment": 4}}))
+    ref.write_text(
+        yaml.safe_dump({"cite": "Table 1", "subsets": {"doda": 6, "madar": 18800, "sentiment": 4}})
+    )
     d = tmp_path / "out"
-    params = {"seed": 1, "test_fraction": 0.2, "subset_reference": str(ref), "sources": ["darija_sft_mixture"]}
-    rc = main(["mixture", "--params", json.dumps(params), "--inputs", str(tmp_path / "kept.parquet"),
-               "--rejects", str(tmp_path / "rejects" / "ingest" / "darija_sft_mixture.parquet"),
-               str(tmp_path / "rejects" / "filter" / "darija_sft_mixture.parquet"),
-               "--train", str(d / "train.parquet"), "--test", str(d / "test.parquet"),
-               "--card-json", str(d / "card.json"), "--card-md", str(d / "card.md")])
+    params = {
+        "seed": 1,
+        "test_fraction": 0.2,
+        "subset_reference": str(ref),
+        "sources": ["darija_sft_mixture"],
+    }
+    rc = main(
+        [
+            "mixture",
+            "--params",
+            json.dumps(params),
+            "--inputs",
+            str(tmp_path / "kept.parquet"),
+            "--rejects",
+            str(tmp_path / "rejects" / "ingest" / "darija_sft_mixture.parquet"),
+            str(tmp_path / "rejects" / "filter" / "darija_sft_mixture.parquet"),
+            "--train",
+            str(d / "train.parquet"),
+            "--test",
+            str(d / "test.parquet"),
+            "--card-json",
+            str(d / "card.json"),
+            "--card-md",
+            str(d / "card.md"),
+        ]
+    )
     assert rc == 0
     card = json.loads((d / "card.json").read_text())
     counts = card["subsets"]["counts"]

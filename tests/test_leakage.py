@@ -47,16 +47,25 @@ def _pairs(source: str, n: int, start: int = 0, lang: str = "ary_Arab") -> pl.Da
             "ary_Latn": f"hadi jjomla nmra {i} dyal l2ikhtibar",
             "fra_Latn": f"voici la phrase de test numero {i}",
         }
-        rows.append(records.make_record(source, str(i), "translation",
-                                        [{"role": "user", "content": texts[lang]}], lang,
-                                        {"texts": texts}))
+        rows.append(
+            records.make_record(
+                source,
+                str(i),
+                "translation",
+                [{"role": "user", "content": texts[lang]}],
+                lang,
+                {"texts": texts},
+            )
+        )
     return records.from_rows(rows)
 
 
 def shared_source_rows(train: pl.DataFrame, test: pl.DataFrame) -> set[str]:
     """Source rows (origin ids, few-shot example ids; own id for rows without) in both splits."""
+
     def keys(df):
         return {k for ks in mixture.source_keys(df) for k in ks}
+
     return keys(train) & keys(test)
 
 
@@ -146,8 +155,10 @@ def test_bench_and_train_share_no_source_row_across_sources():
 
 def _used_item_texts(kept: pl.DataFrame, train_rows: pl.DataFrame) -> set[tuple[str, ...]]:
     """The texts of source rows a conversation shows: both languages of each answered direction."""
-    texts = {rid: {lang: _words(t) for lang, t in records.load_meta(m)["texts"].items()}
-             for rid, m in zip(train_rows["id"], train_rows["meta"], strict=True)}
+    texts = {
+        rid: {lang: _words(t) for lang, t in records.load_meta(m)["texts"].items()}
+        for rid, m in zip(train_rows["id"], train_rows["meta"], strict=True)
+    }
     used = set()
     for m in (records.load_meta(x) for x in kept["meta"]):
         directions = m.get("directions") or [m["direction"]] * len(m["origin_ids"])
@@ -160,25 +171,61 @@ def test_short_bench_items_shared_across_sources_are_removed():
     """DODa's word-or-two entries (below decontaminate.min_words) inside a templated prompt: a line
     equal to a bench item is the item, whatever its length and trailing punctuation."""
     words = ["رائع", "زوين بزاف", "مزيان", "واخا", "بلاتي شوية", "صافي", "علاش لا", "دابا", "غدا", "مبروك"]
-    latn = ["ra2i3", "zwin bzaf", "mzyan", "wakha", "blati chwiya", "safi", "3lach la", "daba", "ghda", "mbrouk"]
-    eng = ["great", "very nice", "good", "okay", "slow down", "enough", "why not", "now", "tomorrow", "congrats"]
+    latn = [
+        "ra2i3",
+        "zwin bzaf",
+        "mzyan",
+        "wakha",
+        "blati chwiya",
+        "safi",
+        "3lach la",
+        "daba",
+        "ghda",
+        "mbrouk",
+    ]
+    eng = [
+        "great",
+        "very nice",
+        "good",
+        "okay",
+        "slow down",
+        "enough",
+        "why not",
+        "now",
+        "tomorrow",
+        "congrats",
+    ]
 
     def table(source, lang, punct):
-        return records.from_rows([
-            records.make_record(source, str(i), "translation",
-                                [{"role": "user", "content": {"ary_Arab": a, "ary_Latn": b}[lang] + punct}], lang,
-                                {"texts": {"ary_Arab": a + punct, "ary_Latn": b + punct, "eng_Latn": c + punct}})
-            for i, (a, b, c) in enumerate(zip(words, latn, eng, strict=True))])
+        return records.from_rows(
+            [
+                records.make_record(
+                    source,
+                    str(i),
+                    "translation",
+                    [{"role": "user", "content": {"ary_Arab": a, "ary_Latn": b}[lang] + punct}],
+                    lang,
+                    {"texts": {"ary_Arab": a + punct, "ary_Latn": b + punct, "eng_Latn": c + punct}},
+                )
+                for i, (a, b, c) in enumerate(zip(words, latn, eng, strict=True))
+            ]
+        )
 
     a, b = table("a", "ary_Arab", ""), table("b", "ary_Latn", ".")
     cfg = SplitConfig(bench_fraction=0.5, salt="x")
     (a_train, a_bench), (b_train, b_bench) = split_table(a, cfg), split_table(b, cfg)
     bench = pl.concat([a_bench, b_bench])
     train_rows = pl.concat([a_train, b_train])
-    instr = pl.concat([build_instructions(t, _instruct_cfg(shots={"zero": 1.0, "few": 0.0, "multi": 0.0}))[0]
-                       for t in (a_train, b_train)])
+    instr = pl.concat(
+        [
+            build_instructions(t, _instruct_cfg(shots={"zero": 1.0, "few": 0.0, "multi": 0.0}))[0]
+            for t in (a_train, b_train)
+        ]
+    )
     bench_texts = {_words(t) for m in bench["meta"] for t in records.load_meta(m)["texts"].values()}
-    assert _used_item_texts(instr, train_rows) & bench_texts, "fixture should share short items across sources"
+    assert _used_item_texts(instr, train_rows) & bench_texts, (
+        "fixture should share short items across sources"
+    )
     fcfg = parse(FilterConfig, {"steps": ["decontaminate"]}, "filter")
     kept, rejected, _ = run_steps(instr, fcfg.steps, fcfg, bench)
     assert _used_item_texts(kept, train_rows) & bench_texts == set()
@@ -210,10 +257,25 @@ def test_card_counts_side_conflicts(tmp_path: Path):
     out, _ = build_instructions(_pairs("p", 100), _instruct_cfg(sides=False))
     write_table(out, tmp_path / "p.parquet", "test")
     params = {"seed": SEED, "test_fraction": TEST_FRACTION}
-    rc = main(["mixture", "--params", json.dumps(params), "--inputs", str(tmp_path / "p.parquet"),
-               "--train", str(tmp_path / "train.parquet"), "--test", str(tmp_path / "test.parquet"),
-               "--card-json", str(tmp_path / "card.json"), "--card-md", str(tmp_path / "card.md"),
-               "--mixture-rejects", str(tmp_path / "rej.parquet")])
+    rc = main(
+        [
+            "mixture",
+            "--params",
+            json.dumps(params),
+            "--inputs",
+            str(tmp_path / "p.parquet"),
+            "--train",
+            str(tmp_path / "train.parquet"),
+            "--test",
+            str(tmp_path / "test.parquet"),
+            "--card-json",
+            str(tmp_path / "card.json"),
+            "--card-md",
+            str(tmp_path / "card.md"),
+            "--mixture-rejects",
+            str(tmp_path / "rej.parquet"),
+        ]
+    )
     assert rc == 0
     card = json.loads((tmp_path / "card.json").read_text())
     n = card["rejects"]["mixture"]["p"][mixture.BOTH_SIDES.split(" (")[0]]

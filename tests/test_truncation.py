@@ -49,17 +49,19 @@ def test_encode_row_equals_trl_tokenization(tokenizer):
     cut_ids, cut_mask = encode_row(tok, msgs, 5)
     assert cut_ids == ids[:5] and cut_mask == mask[:5]
     with pytest.raises(ValueError, match="row format"):
-        encode_row(tok, msgs, 5, fmt="plain")
+        encode_row(tok, msgs, 5, fmt="html")
 
 
 def test_untrainable_rows_are_rejected_with_reason(tokenizer):
     tok = _load(tokenizer)
     long_prompt = " ".join(["كلام"] * 400)
-    rows = records.from_rows([
-        records.make_record("s", "ok", "summarization", _chat("مقال قصير", "عنوان"), "ary_Arab"),
-        records.make_record("s", "long", "summarization", _chat(long_prompt, "عنوان"), "ary_Arab"),
-        records.make_record("s", "noanswer", "chat", [{"role": "user", "content": "سؤال"}], "ary_Arab"),
-    ])
+    rows = records.from_rows(
+        [
+            records.make_record("s", "ok", "summarization", _chat("مقال قصير", "عنوان"), "ary_Arab"),
+            records.make_record("s", "long", "summarization", _chat(long_prompt, "عنوان"), "ary_Arab"),
+            records.make_record("s", "noanswer", "chat", [{"role": "user", "content": "سؤال"}], "ary_Arab"),
+        ]
+    )
     kept, rejected = mixture.drop_untrainable(rows, tok, 64)
     assert kept["id"].to_list() == [rows["id"][0]]
     reasons = dict(zip(rejected["id"], rejected["reason"], strict=True))
@@ -69,28 +71,68 @@ def test_untrainable_rows_are_rejected_with_reason(tokenizer):
     # the same long row fits a larger max_length
     kept2, _ = mixture.drop_untrainable(rows[:2], tok, 4096)
     assert kept2.height == 2
+    # a plain-format row (meta.format, scored as a continuation) is checked in its own format
+    plain = records.from_rows(
+        [
+            records.make_record("s", f"p{i}", "sentiment", _chat(text, "A"), "ary_Arab", {"format": "plain"})
+            for i, text in enumerate(["تعليق قصير\nالجواب:", long_prompt])
+        ]
+    )
+    kept3, rej3 = mixture.drop_untrainable(plain, _load(tokenizer), 64)
+    assert kept3["id"].to_list() == [plain["id"][0]] and rej3["id"].to_list() == [plain["id"][1]]
 
 
 def test_card_counts_truncation_rejects_per_source(tokenizer, tmp_path: Path):
     long_prompt = " ".join(["كلام"] * 400)
-    a = records.from_rows([
-        records.make_record("a", str(i), "summarization", _chat(long_prompt if i < 3 else f"مقال {i}", "عنوان"),
-                            "ary_Arab") for i in range(10)])
-    b = records.from_rows([
-        records.make_record("b", str(i), "chat", _chat(f"سؤال {i}", "جواب"), "ary_Arab") for i in range(5)])
+    a = records.from_rows(
+        [
+            records.make_record(
+                "a",
+                str(i),
+                "summarization",
+                _chat(long_prompt if i < 3 else f"مقال {i}", "عنوان"),
+                "ary_Arab",
+            )
+            for i in range(10)
+        ]
+    )
+    b = records.from_rows(
+        [records.make_record("b", str(i), "chat", _chat(f"سؤال {i}", "جواب"), "ary_Arab") for i in range(5)]
+    )
     write_table(a, tmp_path / "a.parquet", "test")
     write_table(b, tmp_path / "b.parquet", "test")
     d = tmp_path / "out"
-    rc = main(["mixture", "--params", json.dumps({"seed": 1, "test_fraction": 0.2}),
-               "--inputs", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"),
-               "--train", str(d / "train.parquet"), "--test", str(d / "test.parquet"),
-               "--card-json", str(d / "card.json"), "--card-md", str(d / "card.md"),
-               "--tokenizer", str(tokenizer), "--max-length", "64", "--mixture-rejects", str(d / "rej.parquet")])
+    rc = main(
+        [
+            "mixture",
+            "--params",
+            json.dumps({"seed": 1, "test_fraction": 0.2}),
+            "--inputs",
+            str(tmp_path / "a.parquet"),
+            str(tmp_path / "b.parquet"),
+            "--train",
+            str(d / "train.parquet"),
+            "--test",
+            str(d / "test.parquet"),
+            "--card-json",
+            str(d / "card.json"),
+            "--card-md",
+            str(d / "card.md"),
+            "--tokenizer",
+            str(tokenizer),
+            "--max-length",
+            "64",
+            "--mixture-rejects",
+            str(d / "rej.parquet"),
+        ]
+    )
     assert rc == 0
     card = json.loads((d / "card.json").read_text())
     assert card["truncation"]["rejected"] == {"a": 3, "b": 0}
     assert card["truncation"]["max_length"] == 64 and card["truncation"]["checked"] == 15
-    assert card["rejects"]["mixture"]["a"] == {"mixture: truncated, no assistant token within sft.max_length 64": 3}
+    assert card["rejects"]["mixture"]["a"] == {
+        "mixture: truncated, no assistant token within sft.max_length 64": 3
+    }
     assert card["sources"]["b"]["rejected"] == {"mixture": 0}
     assert card["splits"]["train"]["rows"] + card["splits"]["test"]["rows"] == 12
     assert pl.read_parquet(d / "rej.parquet").height == 3

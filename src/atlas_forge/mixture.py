@@ -97,6 +97,7 @@ def row_sides(df: pl.DataFrame, cfg: MixtureConfig) -> list[str | None]:
     return out
 
 
+_FORMAT = pl.Struct({"format": pl.String})
 BOTH_SIDES = "mixture: source rows on both sides of train/test (rerun instruct with the mixture's sides)"
 
 
@@ -113,12 +114,14 @@ def drop_untrainable(df: pl.DataFrame, tokenizer, max_length: int) -> tuple[pl.D
     from atlas_forge.modeling.render import encode_row
 
     reasons: dict[int, str] = {}
-    for i, msgs in enumerate(df["messages"].to_list()):
+    # each row in its own format (meta.format: chat, or plain), as sft tokenizes it
+    formats = df.select(pl.col("meta").str.json_decode(_FORMAT).struct.field("format"))["format"].to_list()
+    for i, (msgs, fmt) in enumerate(zip(df["messages"].to_list(), formats, strict=True)):
         msgs = msgs or []
         if not any(m["role"] == "assistant" for m in msgs):
             reasons[i] = "mixture: no assistant turn to train on"
             continue
-        _, mask = encode_row(tokenizer, msgs, max_length)
+        _, mask = encode_row(tokenizer, msgs, max_length, fmt=fmt or "chat")
         if not any(mask):
             reasons[i] = f"mixture: truncated, no assistant token within sft.max_length {max_length}"
     bad = pl.Series([i in reasons for i in range(df.height)], dtype=pl.Boolean)
@@ -433,7 +436,9 @@ def run_cli(args: argparse.Namespace) -> None:
             raise ValueError("mixture: --tokenizer needs --max-length > 0 (sft.max_length)")
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        # loaded as sft loads it (add_bos_token, lm-eval's rule for plain rows; the chat template
+        # emits its own BOS either way), so what is checked here is what sft trains on
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, add_bos_token=True)
         checked = tables.height
         tables, rej = drop_untrainable(tables, tokenizer, args.max_length)
         own.append(rej)
