@@ -143,3 +143,35 @@ def test_paper_reference_file_is_well_formed():
     ref = load_reference(str(ROOT / overlay["mixture"]["subset_reference"]))
     assert ref["subsets"]["doda"] == 67680 and ref["subsets"]["madar"] == 18800
     assert "2409.17912" in ref["cite"]
+
+
+@pytest.mark.slow
+def test_overlay_builds_the_released_mixture_end_to_end(tmp_path):
+    """snakemake mixture with configs/paper-mixture-hf.yaml, `name` pointed at the local fixture:
+    ingest (kind hf) -> filter (the overlay's steps) -> mixture, whose card compares per subset."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import copy_project
+
+    work = copy_project(tmp_path / "work")
+    folder = darija_sft_fixture.write(tmp_path / "hub")
+    local = _released_source() | {"name": str(folder)}
+    (work / "local.yaml").write_text(yaml.safe_dump({"ingest": {"extra_sources": [local]}}), encoding="utf-8")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "mixture",
+         "--configfile", "configs/paper-mixture-hf.yaml", "local.yaml"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    card = json.loads((work / "data/reports/mixture_card.json").read_text())
+    assert set(card["splits"]["train"]["by_source"]) == {"darija_sft_mixture"}
+    counts = card["subsets"]["counts"]
+    expected = Counter(r["dataset"] for r in darija_sft_fixture.rows())
+    assert {k: counts[k]["rows"] for k in expected} == dict(expected)
+    assert counts["doda"]["reference"] == 67680 and counts["madar"]["reference"] == 18800
+    filter_report = json.loads((work / "data/reports/filter/darija_sft_mixture.json").read_text())
+    assert [s["step"] for s in filter_report["steps"]] == ["empty", "exact_dedup", "decontaminate"]
+    assert "## Subsets (meta.subset)" in (work / "data/reports/mixture_card.md").read_text()
