@@ -10,11 +10,7 @@ rule base_model:
         cfg=phase_params("base_model"),
     log:
         "logs/base_model.log",
-    threads: config["base_model"]["threads"]
-    resources:
-        mem_mb=res("base_model", "mem_mb", 4000),
-        runtime=res("base_model", "runtime", 60),
-        gpu=res("base_model", "gpu", 0),
+    # threads and resources (mem_mb, runtime, gpu) come from the workflow profile (profiles/)
     conda:
         "../envs/atlas-forge.yaml"
     shell:

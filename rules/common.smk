@@ -7,6 +7,17 @@ from snakemake.utils import validate
 
 validate(config, "schemas/params.schema.yaml")
 
+# How a job runs (threads, memory, runtime, GPUs, launcher) lives in a Snakemake profile
+# (profiles/), never in params: a param change reruns the phase, and other hardware must not.
+# An old overlay that still sets them would otherwise be ignored without a word.
+for _section, _values in config.items():
+    _moved = sorted({"threads", "resources", "launcher"} & set(_values)) if isinstance(_values, dict) else []
+    if _moved:
+        raise ValueError(
+            f"{_section}.{_moved[0]}: how a job runs is set per rule in a workflow profile "
+            f"(profiles/default/config.yaml: set-threads, set-resources), not in params"
+        )
+
 # extra_sources / extra_tasks let an overlay add to the lists instead of replacing them
 SOURCES = {s["id"]: s for s in config["ingest"]["sources"] + config["ingest"].get("extra_sources", [])}
 # benchmark sets come from native sources (DarijaBench way) and from eval-only sources
@@ -50,13 +61,8 @@ def code(*modules):
 
 
 def phase_params(section):
-    """A section's params as the phase sees them: scheduling hints (resources) stay with Snakemake,
-    so moving a job to a bigger node does not rerun it."""
-    return as_json({k: v for k, v in config[section].items() if k not in ("resources", "launcher")})
-
-
-def res(section, key, default):
-    return config[section].get("resources", {}).get(key, default)
+    """A section's params as the phase sees them (the whole section: how a job runs is not in it)."""
+    return as_json(config[section])
 
 
 def source_files(wildcards):

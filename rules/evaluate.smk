@@ -13,12 +13,8 @@ rule evaluate_task:
         batch_size=config["evaluate"]["batch_size"],
     log:
         "logs/evaluate/{model}/{task}.log",
-    threads: config["evaluate"]["threads"]
-    resources:
-        # how the job runs, not what it computes: device auto picks the GPU when the job has one
-        mem_mb=res("evaluate", "mem_mb", 4000),
-        runtime=res("evaluate", "runtime", 60),
-        gpu=res("evaluate", "gpu", 0),
+    # threads and resources (mem_mb, runtime, gpu) come from the workflow profile (profiles/):
+    # how the job runs, not what it computes; --device auto picks the GPU when the job has one
     conda:
         "../envs/atlas-forge.yaml"
     shell:

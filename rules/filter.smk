@@ -14,8 +14,6 @@ rule filter_index:
         ),
     log:
         "logs/filter/decontamination_index.log",
-    resources:
-        mem_mb=2000,
     conda:
         "../envs/atlas-forge.yaml"
     shell:
@@ -35,8 +33,6 @@ rule filter_source:
         cfg=filter_params,
     log:
         "logs/filter/{source}.log",
-    resources:
-        mem_mb=2000,
     conda:
         "../envs/atlas-forge.yaml"
     shell:

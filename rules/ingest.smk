@@ -9,8 +9,6 @@ rule ingest_source:
         source=lambda w: as_json(SOURCES[w.source]),
     log:
         "logs/ingest/{source}.log",
-    resources:
-        mem_mb=2000,
     conda:
         "../envs/atlas-forge.yaml"
     shell:

@@ -9,8 +9,6 @@ rule instruct_source:
         cfg=instruct_params(),
     log:
         "logs/instruct/{source}.log",
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/atlas-forge.yaml"
     shell:

@@ -21,8 +21,6 @@ rule mixture:
         max_length=config["sft"]["max_length"],
     log:
         "logs/mixture.log",
-    resources:
-        mem_mb=2000,
     conda:
         "../envs/atlas-forge.yaml"
     shell:

@@ -12,8 +12,6 @@ rule report:
         cfg=as_json(config["report"]),
     log:
         "logs/report.log",
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/atlas-forge.yaml"
     shell:

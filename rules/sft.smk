@@ -19,17 +19,16 @@ rule sft:
     params:
         cfg=phase_params("sft"),
         checkpoints="models/sft/checkpoints",
-        launcher=config["sft"].get("launcher", "python"),
     log:
         "logs/sft.log",
-    threads: config["sft"]["threads"]
+    # threads and resources (mem_mb, runtime, gpu, launcher) come from the workflow profile
+    # (profiles/): neither is in the params nor in the rerun check of the shell command (Snakemake
+    # compares the command before formatting), so other hardware or launcher reruns nothing
     resources:
-        mem_mb=res("sft", "mem_mb", 4000),
-        runtime=res("sft", "runtime", 60),
-        gpu=res("sft", "gpu", 0),
+        launcher="python",  # default when no profile sets it; FSDP: profiles/paper-gemma2-27b
     conda:
         "../envs/atlas-forge.yaml"
     shell:
-        "{params.launcher} -m atlas_forge sft --params {params.cfg:q} --base {input.base} --train {input.train} --test {input.test} "
+        "{resources.launcher} -m atlas_forge sft --params {params.cfg:q} --base {input.base} --train {input.train} --test {input.test} "
         "--adapter {output.adapter} --merged {output.merged} --card {output.card} --checkpoints {params.checkpoints} "
         "--metrics {output.metrics} --loss {output.loss} --plot {output.plot} --threads {threads} > {log} 2>&1"

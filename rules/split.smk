@@ -13,8 +13,6 @@ rule split_source:
         ),
     log:
         "logs/split/{source}.log",
-    resources:
-        mem_mb=1000,
     conda:
         "../envs/atlas-forge.yaml"
     shell:

@@ -12,8 +12,6 @@ rule translate_source:
         cfg=as_json(config["translate"]),
     log:
         "logs/translate/{source}.log",
-    resources:
-        mem_mb=2000,
     conda:
         "../envs/atlas-forge.yaml"
     shell:

@@ -221,6 +221,13 @@ def _ours(task: dict, model_dir: Path, tables: dict, batch_size: int = 4):
                     fewshot_data=paths(task.get("fewshot_sources", [])), device="cpu")
 
 
+def _context(sample: dict) -> str:
+    """The context string lm-eval scored, from a logged sample (list or dict `arguments`)."""
+    args = sample["arguments"]
+    first = next(iter(args.values())) if isinstance(args, dict) else args[0]
+    return first["arg_0"] if isinstance(first, dict) else first[0]
+
+
 def _check_mc(ours, samples, ref, specs: dict, kind: str) -> float:
     """Compare one of our multiple-choice tasks with its lm-eval task(s); returns the max |Δ|."""
     worst = 0.0
@@ -234,7 +241,7 @@ def _check_mc(ours, samples, ref, specs: dict, kind: str) -> float:
             mine = samples
         assert len(mine) == len(theirs) > 0, name
         for s, t in zip(mine, theirs, strict=True):
-            assert s["prompt"] == t["arguments"][0][0] if isinstance(t["arguments"], list) else True
+            assert s["prompt"] == _context(t), (name, t["doc_id"])  # byte-identical prompts, few-shot included
             lls = [float(r[0]) for r in t["filtered_resps"]]
             assert len(lls) == len(s["logliks"]), name
             for a, b in zip(s["logliks"], lls, strict=True):
@@ -248,9 +255,22 @@ def _check_mc(ours, samples, ref, specs: dict, kind: str) -> float:
     return worst
 
 
-@pytest.mark.parametrize("which", ["pipeline", "gemma_style"])
-def test_multiple_choice_parity(which, tables, pipeline_model, gemma_style_model, tmp_path):
-    model_dir = pipeline_model if which == "pipeline" else gemma_style_model
+@pytest.fixture(scope="module")
+def unit_test_model(tmp_path_factory):
+    """The tiny model of tests/test_evaluate.py (its own BPE with a BOS post-processor)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_evaluate import make_tiny_model
+
+    path = tmp_path_factory.mktemp("unit_model") / "model"
+    make_tiny_model(path)
+    return path
+
+
+@pytest.mark.parametrize("which", ["pipeline", "gemma_style", "unit_test"])
+def test_multiple_choice_parity(which, tables, pipeline_model, gemma_style_model, unit_test_model, tmp_path):
+    model_dir = {"pipeline": pipeline_model, "gemma_style": gemma_style_model, "unit_test": unit_test_model}[which]
     task_dir = tmp_path / "tasks"
     task_dir.mkdir()
     plan = []
@@ -293,8 +313,11 @@ def test_generation_parity(which, tables, pipeline_model, gemma_style_model, tmp
             mine = [s for s in samples if s["direction"] == spec["direction"]]
             theirs = sorted(ref["samples"][name], key=lambda s: s["doc_id"])
             assert len(mine) == len(theirs) > 0, name
+            for s, t in zip(mine, theirs, strict=True):  # the harness's doc_to_text, before the chat template
+                assert _context(t).endswith(s["prompt"] + "<end_of_turn>\n<start_of_turn>model\n"), name
             gens = [t["filtered_resps"][0] for t in theirs]
             assert [s["generation"] for s in mine] == gens, name
+            assert sum(bool(g) for g in gens) >= len(gens) // 2, "too many empty outputs to prove anything"
             n_outputs += len(gens)
             res = ref["results"][name]
             refs = [s["gold"] for s in mine]

@@ -194,83 +194,59 @@ def _write(rows, path):
     return str(path)
 
 
-def test_mcq_letters_fewshot_and_outputs(tiny, tmp_path):
+def test_darijammlu_fewshot_from_dev_and_outputs(tiny, tmp_path):
     from atlas_forge import evaluate
 
     path, model, tok = tiny
     data = _write(mcq_rows(12), tmp_path / "bench.parquet")
-    task = {
-        "name": "mcq",
-        "family": "mcq_letters",
-        "sources": ["sample_mcq"],
-        "num_fewshot": 2,
-        "max_items": 8,
-    }
-    result, samples = evaluate.evaluate(task, path, "base", [data], batch_size=4, model=model, tokenizer=tok)
+    dev = _write(mcq_rows(4, seed=9, source="dev"), tmp_path / "dev.parquet")
+    task = {"name": "mcq", "family": "darijammlu", "sources": ["sample_mcq"], "fewshot_sources": ["dev"],
+            "num_fewshot": 2, "max_items": 8}
+    result, samples = evaluate.evaluate(task, path, "base", [data], batch_size=4, model=model, tokenizer=tok,
+                                        fewshot_data=[dev])
     assert result["n"] == 8 and len(samples) == 8
     assert 0.0 <= result["scores"]["acc"] <= 1.0
-    assert result["settings"]["num_fewshot"] == 2 and result["settings"]["n_dev"] == 2
-    ids = sorted(r["id"] for r in mcq_rows(12))
-    assert [s["id"] for s in samples] == ids[2:10]  # dev = first 2 by id; scored = next 8
+    assert result["settings"]["num_fewshot"] == 2 and result["settings"]["apply_chat_template"] is False
+    # dataset order (file, line), the first 8 documents, as lm-eval --limit
+    assert [s["id"] for s in samples] == [r["id"] for r in mcq_rows(12)][:8]
     p = samples[0]["prompt"]
+    first_dev = json.loads(mcq_rows(4, seed=9, source="dev")[0]["meta"])
+    # shots are the dev split's first two documents (sampler first_n), each answered by its letter
     assert p.startswith("هادا سؤال متعدد الخيارات (مع الجواب ديالو) على الثقافة\n\n")
-    assert p.endswith(
-        "\nD. "
-        + json.loads(next(r for r in mcq_rows(12) if r["id"] == ids[2])["meta"])["choices"][3]
-        + "\nالجواب:"
-    )
-    assert p.count("الجواب:") == 3  # two solved examples + the question
+    assert f"A. {first_dev['choices'][0]}" in p
+    assert p.count("الجواب:") == 3 and "\nالجواب: " + "ABCD"[first_dev["answer"]] + "\n\n" in p
+    assert p.endswith("\nD. " + json.loads(mcq_rows(12)[0]["meta"])["choices"][3] + "\nالجواب:")
     assert len(result["model_sha256"]) == 64 and len(result["data_sha256"]) == 64
     assert result["harness"].startswith("atlas-forge ")
+    with pytest.raises(ValueError, match="fewshot_sources"):
+        evaluate.evaluate({**task, "fewshot_sources": []}, path, "base", [data], model=model, tokenizer=tok)
 
 
-def test_mcq_endings_and_sentiment(tiny, tmp_path):
+def test_sentiment_letters_and_size_weighted_group(tiny, tmp_path):
     from atlas_forge import evaluate
 
     path, model, tok = tiny
-    data = _write(mcq_rows(6), tmp_path / "bench.parquet")
-    result, samples = evaluate.evaluate(
-        {"name": "hs", "family": "mcq_endings"},
-        path,
-        "base",
-        [data],
-        batch_size=2,
-        model=model,
-        tokenizer=tok,
-    )
-    assert set(result["scores"]) == {"acc", "acc_norm"} and result["main_metric"] == "acc_norm"
-    assert all(len(s["logliks"]) == 4 for s in samples)
-
     rng = random.Random(3)
     rows = []
-    for src, n in (("s1", 4), ("s2", 2)):
+    for src, n, labels in (("s1", 4, ["positive", "negative", "neutral"]), ("s2", 2, ["positive", "negative"])):
         for i in range(n):
             rows.append(
                 records.make_record(
-                    src,
-                    str(i),
-                    "sentiment",
-                    [{"role": "user", "content": " ".join(rng.choices(WORDS, k=5))}],
-                    "ary_Arab",
-                    {
-                        "label": rng.choice(["positive", "negative", "neutral"]),
-                        "labels": ["positive", "negative", "neutral"],
-                    },
+                    src, str(i), "sentiment", [{"role": "user", "content": " ".join(rng.choices(WORDS, k=5))}],
+                    "ary_Arab", {"label": rng.choice(labels), "labels": labels},
                 )
             )
     d1 = _write([r for r in rows if r["source"] == "s1"], tmp_path / "s1.parquet")
     d2 = _write([r for r in rows if r["source"] == "s2"], tmp_path / "s2.parquet")
     result, samples = evaluate.evaluate(
-        {"name": "sent", "family": "sentiment", "sources": ["s1", "s2"]},
-        path,
-        "base",
-        [d1, d2],
-        model=model,
-        tokenizer=tok,
+        {"name": "sent", "family": "darija_sentiment", "sources": ["s1", "s2"]}, path, "base", [d1, d2],
+        model=model, tokenizer=tok,
     )
     sc = result["scores"]
     assert sc["acc"] == pytest.approx((4 * sc["acc/s1"] + 2 * sc["acc/s2"]) / 6)
-    assert "A. إيجابي\nB. سلبي\nC. محايد\nالجواب:" in samples[0]["prompt"]
+    # the harness's letters: A = negative, B = positive, C = neutral, plus its instruction line
+    assert "A. سلبي\nB. ايجابي\nC. ماكينش إحساس\nThe answer should be strictly one letter" in samples[0]["prompt"]
+    assert [len(s["choices"]) for s in samples] == [3] * 4 + [2] * 2
 
 
 def _gen_rows():
@@ -280,25 +256,17 @@ def _gen_rows():
         ary = " ".join(rng.choices(WORDS, k=rng.randint(2, 9)))
         rows.append(
             records.make_record(
-                "pairs",
-                str(i),
-                "translation",
-                [{"role": "user", "content": ary}],
-                "ary_Arab",
-                {"texts": {"ary_Arab": ary, "eng_Latn": " ".join(rng.choices(ENGLISH, k=4))}},
+                "pairs", str(i), "translation", [{"role": "user", "content": ary}], "ary_Arab",
+                {"texts": {"ary_Arab": ary, "eng_Latn": " ".join(rng.choices(ENGLISH, k=4)),
+                           "ary_Latn": " ".join(rng.choices(ENGLISH, k=3))}},
             )
         )
     for i in range(3):
         art = " ".join(rng.choices(WORDS, k=20))
         rows.append(
             records.make_record(
-                "articles",
-                str(i),
-                "summarization",
-                [
-                    {"role": "user", "content": art},
-                    {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=3))},
-                ],
+                "articles", str(i), "summarization",
+                [{"role": "user", "content": art}, {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=3))}],
                 "ary_Arab",
             )
         )
@@ -310,42 +278,38 @@ def test_generation_batch_invariant_and_metrics(tiny, tmp_path):
 
     path, model, tok = tiny
     data = _write(_gen_rows(), tmp_path / "bench.parquet")
-    task = {"name": "gen", "family": "generation", "max_new_tokens": 8}
+    task = {"name": "gen", "family": "darija_translation", "sources": ["pairs"], "max_new_tokens": 8}
     r1, s1 = evaluate.evaluate(task, path, "base", [data], batch_size=1, model=model, tokenizer=tok)
     r4, s4 = evaluate.evaluate(task, path, "base", [data], batch_size=4, model=model, tokenizer=tok)
     assert [s["generation"] for s in s1] == [s["generation"] for s in s4]
     assert r1["scores"] == r4["scores"]
-    assert len(s1) == 5 * 2 + 3  # both directions per pair + one per article
-    sc = r1["scores"]
-    for k in (
-        "bleu",
-        "chrf",
-        "ter",
-        "bleu/ary_Arab-eng_Latn",
-        "chrf/eng_Latn-ary_Arab",
-        "summarization/rougeL",
-        "summarization/chrf",
-    ):
-        assert k in sc, k
-    assert s1[0]["prompt"].count(tok.bos_token) == 1
-    assert "<start_of_turn>model\n" in s1[0]["prompt"]
+    assert len(s1) == 5 * 2  # dr_en and en_dr per pair (the harness's DODa directions)
+    for k in ("bleu", "chrf", "ter", "bleu/dr_en", "chrf/en_dr"):
+        assert k in r1["scores"], k
+    dr_en = next(x for x in s1 if x["direction"] == "dr_en")
+    assert dr_en["prompt"].startswith("ترجم من الدارجة للإنجليزية:\n")
+    assert r1["settings"]["apply_chat_template"] is True
 
-    only = {
-        "name": "tr",
-        "family": "generation",
-        "max_new_tokens": 4,
-        "directions": ["ary_Arab-eng_Latn"],
-        "max_items": 2,
-    }
-    r, s = evaluate.evaluate(only, path, "base", [data], model=model, tokenizer=tok)
-    assert {x["direction"] for x in s} == {"ary_Arab-eng_Latn"}
+    tl = {"name": "tl", "family": "darija_transliteration", "sources": ["pairs"], "max_new_tokens": 4,
+          "directions": ["ar_dr"], "max_items": 2}
+    r, s = evaluate.evaluate(tl, path, "base", [data], model=model, tokenizer=tok)
+    assert {x["direction"] for x in s} == {"ar_dr"} and len(s) == 2
+
+    sm = {"name": "sum", "family": "darija_summarization", "sources": ["articles"], "max_new_tokens": 4,
+          "rouge_tokenizer": "arabic"}
+    r, s = evaluate.evaluate(sm, path, "base", [data], model=model, tokenizer=tok)
+    assert {"rouge1", "rouge2", "rougeL", "rougeLsum", "chrf"} <= set(r["scores"]) and len(s) == 3
+    assert s[0]["prompt"].startswith("لخص هاد المقطع في ٣٠ كلمة:\n")
 
 
 def test_rouge_keeps_arabic():
     from atlas_forge.evaluate.metrics import rouge
 
-    assert rouge(["سلام كيداير"], ["سلام كيداير"])["rouge1"] == pytest.approx(100.0)
-    assert rouge(["سلام"], ["بخير"])["rouge1"] == 0.0
+    assert rouge(["سلام كيداير"], ["سلام كيداير"], tokenizer="arabic")["rouge1"] == pytest.approx(100.0)
+    assert rouge(["سلام"], ["بخير"], tokenizer="arabic")["rouge1"] == 0.0
+    # the harness's tokenizer (rouge_score's default) keeps only [a-z0-9]: Arabic scores 0.0 there
+    assert rouge(["سلام كيداير"], ["سلام كيداير"])["rouge1"] == 0.0
+    assert rouge(["salam labas"], ["salam labas"])["rougeLsum"] == pytest.approx(100.0)
 
 
 def test_cli_writes_results(tiny, tmp_path):
@@ -354,7 +318,7 @@ def test_cli_writes_results(tiny, tmp_path):
     path, _, _ = tiny
     data = _write(mcq_rows(5), tmp_path / "bench.parquet")
     out, samples = tmp_path / "r" / "mcq.json", tmp_path / "r" / "mcq.samples.jsonl"
-    task = json.dumps({"name": "mcq", "family": "mcq_letters", "sources": ["sample_mcq"]})
+    task = json.dumps({"name": "mcq", "family": "darijammlu", "sources": ["sample_mcq"]})
     rc = cli.main(
         [
             "evaluate",
@@ -379,7 +343,7 @@ def test_cli_writes_results(tiny, tmp_path):
     assert res["task"] == "mcq" and res["model"] == "base" and res["n"] == 5
     lines = io.read_jsonl(samples)
     assert {"id", "prompt", "choices", "logliks", "gold", "pred", "correct"} <= set(lines[0])
-    bad = json.dumps({"name": "mcq", "family": "mcq_letterz"})
+    bad = json.dumps({"name": "mcq", "family": "mcq_letterz", "sources": ["sample_mcq"]})
     assert (
         cli.main(
             [

@@ -119,18 +119,19 @@ class Doc:
 
 # --- documents --------------------------------------------------------------------------------
 def sorted_rows(df: pl.DataFrame, sources: list[str] | None = None) -> list[dict[str, Any]]:
-    """Rows in dataset order: the task's source order, then file and line (ties by id)."""
+    """Rows in dataset order: the task's source order, then file and line, then table order (the
+    split phase keeps its input's order), whatever order the tables were passed in."""
     rows = df.to_dicts()
     for r in rows:
         r["meta"] = records.load_meta(r["meta"])
     rank = {s: i for i, s in enumerate(sources or [])}
 
-    def key(r):
+    def key(pos_row):
+        pos, r = pos_row
         m = r["meta"]
-        return (rank.get(r["source"], len(rank)), r["source"], str(m.get("file", "")), int(m.get("line", 0)),
-                r["id"])
+        return (rank.get(r["source"], len(rank)), r["source"], str(m.get("file", "")), int(m.get("line", 0)), pos)
 
-    return sorted(rows, key=key)
+    return [r for _, r in sorted(enumerate(rows), key=key)]
 
 
 def task_docs(cfg: TaskConfig, rows: list[dict]) -> list[Doc]:
