@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import copy_project
-
 pytestmark = pytest.mark.slow
 
 
@@ -40,11 +38,8 @@ def _planned_rules(out: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    work = copy_project(tmp_path_factory.mktemp("pipeline"))
-    run = _snakemake(work, "--cores", "2")
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    return work
+def built(default_build):
+    return default_build  # conftest: one build shared with tests/test_slurm.py
 
 
 def test_scores_for_every_task_and_model(built):
