@@ -308,7 +308,10 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         logging_first_step=True,
         eval_strategy="steps" if params.eval_steps > 0 else "no",
         eval_steps=params.eval_steps if params.eval_steps > 0 else None,
-        assistant_only_loss=True,
+        # rows arrive tokenized with their own mask (render.encode_row: chat or plain format); TRL turns
+        # `assistant_masks` into labels for any dataset, while its assistant_only_loss flag only accepts
+        # conversational (untokenized) data
+        assistant_only_loss=False,
         include_num_input_tokens_seen="non_padding",
         use_cpu=not cuda,
         report_to="none",
