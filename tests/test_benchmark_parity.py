@@ -29,8 +29,18 @@ HUB = Path(__file__).parent / "fixtures" / "hub"
 
 
 def _source(sid: str, folder: str, split: str, text: str, config: str | None = None) -> dict:
-    return {"id": sid, "kind": "hf", "name": str(HUB / folder), "revision": "fixture", "split": split,
-            "config": config, "role": "eval", "task": "benchmark", "lang": "ary_Arab", "columns": {"text": text}}
+    return {
+        "id": sid,
+        "kind": "hf",
+        "name": str(HUB / folder),
+        "revision": "fixture",
+        "split": split,
+        "config": config,
+        "role": "eval",
+        "task": "benchmark",
+        "lang": "ary_Arab",
+        "columns": {"text": text},
+    }
 
 
 SOURCES = [
@@ -39,21 +49,50 @@ SOURCES = [
     _source("hellaswag", "DarijaHellaSwag", "validation", "ctx"),
     _source("hellaswag_train", "DarijaHellaSwag", "train", "ctx"),
     _source("belebele", "belebele", "test", "question", "ary_Arab"),
-    *[_source(f"db_{s}", "DarijaBench", s, "messages") for s in ("mac", "myc", "doda", "transliteration", "marsum")],
+    *[
+        _source(f"db_{s}", "DarijaBench", s, "messages")
+        for s in ("mac", "myc", "doda", "transliteration", "marsum")
+    ],
 ]
 
 # (our task config, [(lm-eval task name, stock YAML relative to lm_eval/tasks, data_files, overrides)])
 MC_TASKS = [
     ({"name": "darijammlu", "family": "darijammlu", "sources": ["mmlu"]}, "mmlu", 0),
-    ({"name": "darijammlu_3", "family": "darijammlu", "sources": ["mmlu"], "fewshot_sources": ["mmlu_dev"],
-      "num_fewshot": 3}, "mmlu", 3),
+    (
+        {
+            "name": "darijammlu_3",
+            "family": "darijammlu",
+            "sources": ["mmlu"],
+            "fewshot_sources": ["mmlu_dev"],
+            "num_fewshot": 3,
+        },
+        "mmlu",
+        3,
+    ),
     ({"name": "hellaswag", "family": "darijahellaswag", "sources": ["hellaswag"]}, "hellaswag", 0),
-    ({"name": "hellaswag_10", "family": "darijahellaswag", "sources": ["hellaswag"],
-      "fewshot_sources": ["hellaswag_train"], "num_fewshot": 10}, "hellaswag", 10),
+    (
+        {
+            "name": "hellaswag_10",
+            "family": "darijahellaswag",
+            "sources": ["hellaswag"],
+            "fewshot_sources": ["hellaswag_train"],
+            "num_fewshot": 10,
+        },
+        "hellaswag",
+        10,
+    ),
     ({"name": "belebele", "family": "belebele", "sources": ["belebele"]}, "belebele", 0),
     ({"name": "belebele_5", "family": "belebele", "sources": ["belebele"], "num_fewshot": 5}, "belebele", 5),
-    ({"name": "sentiment", "family": "darija_sentiment", "sources": ["db_mac", "db_myc"],
-      "n_choices": {"db_mac": 3, "db_myc": 2}}, "sentiment", 0),
+    (
+        {
+            "name": "sentiment",
+            "family": "darija_sentiment",
+            "sources": ["db_mac", "db_myc"],
+            "n_choices": {"db_mac": 3, "db_myc": 2},
+        },
+        "sentiment",
+        0,
+    ),
 ]
 GEN_TASKS = [
     {"name": "translation", "family": "darija_translation", "sources": ["db_doda"]},
@@ -79,14 +118,19 @@ def lm_eval_tasks(kind: str, shots: int) -> dict[str, dict]:
         for subj in ("general_knowledge", "reading"):
             out[f"af_mmlu_{subj}_{shots}"] = {
                 "include": _stock("darijammlu/_default_darijammlu_template_yaml"),
-                "data_files": {"test": _fixture("DarijaMMLU", subj, "test.jsonl"),
-                               "dev": _fixture("DarijaMMLU", subj, "dev.jsonl")}, "group": subj,
+                "data_files": {
+                    "test": _fixture("DarijaMMLU", subj, "test.jsonl"),
+                    "dev": _fixture("DarijaMMLU", subj, "dev.jsonl"),
+                },
+                "group": subj,
             }
     elif kind == "hellaswag":
         out[f"af_hellaswag_{shots}"] = {
             "include": _stock("darijahellaswag/darijahellaswag.yaml"),
-            "data_files": {"train": _fixture("DarijaHellaSwag", "data", "train.jsonl"),
-                           "validation": _fixture("DarijaHellaSwag", "data", "validation.jsonl")},
+            "data_files": {
+                "train": _fixture("DarijaHellaSwag", "data", "train.jsonl"),
+                "validation": _fixture("DarijaHellaSwag", "data", "validation.jsonl"),
+            },
         }
     elif kind == "belebele":
         out[f"af_belebele_{shots}"] = {
@@ -97,35 +141,46 @@ def lm_eval_tasks(kind: str, shots: int) -> dict[str, dict]:
         for split in ("mac", "myc"):
             out[f"af_sentiment_{split}"] = {
                 "include": _stock(f"darija_bench/darija_sentiment/darija_sentiment_{split}.yaml"),
-                "data_files": {split: _fixture("DarijaBench", "data", f"{split}.jsonl")}, "source": f"db_{split}",
+                "data_files": {split: _fixture("DarijaBench", "data", f"{split}.jsonl")},
+                "source": f"db_{split}",
             }
     elif kind == "generation":
         bleu = [{"metric": m} for m in ("bleu", "ter", "chrf")]
         for code in ("dr_en", "en_dr"):
             out[f"af_translation_{code}"] = {
                 "include": _stock(f"darija_bench/darija_translation/doda_translation_{code}.yaml"),
-                "data_files": {"doda": _fixture("DarijaBench", "data", "doda.jsonl")}, "metric_list": bleu,
-                "task": "translation", "direction": code,
+                "data_files": {"doda": _fixture("DarijaBench", "data", "doda.jsonl")},
+                "metric_list": bleu,
+                "task": "translation",
+                "direction": code,
             }
         for code in ("dr_ar", "ar_dr"):
             out[f"af_transliteration_{code}"] = {
                 "include": _stock(f"darija_bench/darija_transliteration/translation_{code}.yaml"),
                 "data_files": {"transliteration": _fixture("DarijaBench", "data", "transliteration.jsonl")},
-                "metric_list": bleu, "task": "transliteration", "direction": code,
+                "metric_list": bleu,
+                "task": "transliteration",
+                "direction": code,
             }
         out["af_summarization"] = {
             "include": _stock("darija_bench/darija_summarization/summarization.yaml"),
             "data_files": {"marsum": _fixture("DarijaBench", "data", "marsum.jsonl")},
             # ROUGE and BERTScore: the stock task loads them from the Hub (evaluate.load); chrF is local
-            "metric_list": [{"metric": "chrf"}], "task": "summarization", "direction": None,
+            "metric_list": [{"metric": "chrf"}],
+            "task": "summarization",
+            "direction": None,
         }
     return out
 
 
 def write_yaml(task_dir: Path, name: str, spec: dict, shots: int) -> None:
     body = {
-        "include": spec["include"], "task": name, "dataset_path": "json", "dataset_name": None,
-        "dataset_kwargs": {"data_files": spec["data_files"]}, "num_fewshot": shots,
+        "include": spec["include"],
+        "task": name,
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": spec["data_files"]},
+        "num_fewshot": shots,
     }
     if "metric_list" in spec:
         body["metric_list"] = spec["metric_list"]
@@ -139,8 +194,12 @@ def run_lm_eval(model_dir: Path, task_dir: Path, names: list[str], chat: bool) -
     return lm_eval.simple_evaluate(
         model="hf",
         model_args=f"pretrained={model_dir},add_bos_token=True,dtype=float32,attn_implementation=eager",
-        tasks=names, task_manager=TaskManager(include_path=str(task_dir)), batch_size=1, device="cpu",
-        log_samples=True, apply_chat_template=chat,
+        tasks=names,
+        task_manager=TaskManager(include_path=str(task_dir)),
+        batch_size=1,
+        device="cpu",
+        log_samples=True,
+        apply_chat_template=chat,
     )
 
 
@@ -217,8 +276,15 @@ def _ours(task: dict, model_dir: Path, tables: dict, batch_size: int = 4):
         return out
 
     assert isinstance(tables[task["sources"][0]], pl.DataFrame)
-    return evaluate(task, str(model_dir), "m", paths(task["sources"]), batch_size=batch_size,
-                    fewshot_data=paths(task.get("fewshot_sources", [])), device="cpu")
+    return evaluate(
+        task,
+        str(model_dir),
+        "m",
+        paths(task["sources"]),
+        batch_size=batch_size,
+        fewshot_data=paths(task.get("fewshot_sources", [])),
+        device="cpu",
+    )
 
 
 def _context(sample: dict) -> str:
@@ -241,7 +307,10 @@ def _check_mc(ours, samples, ref, specs: dict, kind: str) -> float:
             mine = samples
         assert len(mine) == len(theirs) > 0, name
         for s, t in zip(mine, theirs, strict=True):
-            assert s["prompt"] == _context(t), (name, t["doc_id"])  # byte-identical prompts, few-shot included
+            assert s["prompt"] == _context(t), (
+                name,
+                t["doc_id"],
+            )  # byte-identical prompts, few-shot included
             lls = [float(r[0]) for r in t["filtered_resps"]]
             assert len(lls) == len(s["logliks"]), name
             for a, b in zip(s["logliks"], lls, strict=True):
@@ -270,7 +339,9 @@ def unit_test_model(tmp_path_factory):
 
 @pytest.mark.parametrize("which", ["pipeline", "gemma_style", "unit_test"])
 def test_multiple_choice_parity(which, tables, pipeline_model, gemma_style_model, unit_test_model, tmp_path):
-    model_dir = {"pipeline": pipeline_model, "gemma_style": gemma_style_model, "unit_test": unit_test_model}[which]
+    model_dir = {"pipeline": pipeline_model, "gemma_style": gemma_style_model, "unit_test": unit_test_model}[
+        which
+    ]
     task_dir = tmp_path / "tasks"
     task_dir.mkdir()
     plan = []
@@ -306,7 +377,9 @@ def test_generation_parity(which, tables, pipeline_model, gemma_style_model, tmp
     for task in GEN_TASKS:
         result, samples = _ours(task, model_dir, tables, batch_size=3)
         again, samples_b1 = _ours(task, model_dir, tables, batch_size=1)
-        assert [s["generation"] for s in samples] == [s["generation"] for s in samples_b1], "batch size changed outputs"
+        assert [s["generation"] for s in samples] == [s["generation"] for s in samples_b1], (
+            "batch size changed outputs"
+        )
         for name, spec in specs.items():
             if spec["task"] != task["name"]:
                 continue
@@ -328,6 +401,8 @@ def test_generation_parity(which, tables, pipeline_model, gemma_style_model, tmp
             else:
                 d = spec["direction"]
                 for m in ("bleu", "chrf", "ter"):
-                    assert result["scores"][f"{m}/{d}"] == pytest.approx(res[f"{m},STRIP_ANSWER"], abs=1e-9), (name, m)
+                    assert result["scores"][f"{m}/{d}"] == pytest.approx(
+                        res[f"{m},STRIP_ANSWER"], abs=1e-9
+                    ), (name, m)
     assert n_outputs == sum(len(ref["samples"][n]) for n in specs)
     print(f"[{which}] {n_outputs} generations identical to lm-eval's")

@@ -26,8 +26,13 @@ def _lm_eval_task(tmp_path, include: str, data_files: dict):
 
     stock = Path(lm_eval.__file__).parent / "tasks" / include
     name = "af_" + stock.stem.replace("-", "_")
-    body = {"include": str(stock), "task": name, "dataset_path": "json", "dataset_name": None,
-            "dataset_kwargs": {"data_files": data_files}}
+    body = {
+        "include": str(stock),
+        "task": name,
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": data_files},
+    }
     if "summarization" in include:  # its ROUGE/BERTScore metrics load from the Hub; prompts don't need them
         body["metric_list"] = [{"metric": "chrf"}]
     (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(body, allow_unicode=True), encoding="utf-8")
@@ -44,20 +49,46 @@ def _docs(path: Path) -> list[dict]:
 @pytest.mark.parametrize(
     "family,include,files,split",
     [
-        ("darijammlu", "darijammlu/_default_darijammlu_template_yaml",
-         {"test": "DarijaMMLU/reading/test.jsonl", "dev": "DarijaMMLU/reading/dev.jsonl"}, "test"),
-        ("darijahellaswag", "darijahellaswag/darijahellaswag.yaml",
-         {"train": "DarijaHellaSwag/data/train.jsonl", "validation": "DarijaHellaSwag/data/validation.jsonl"},
-         "validation"),
+        (
+            "darijammlu",
+            "darijammlu/_default_darijammlu_template_yaml",
+            {"test": "DarijaMMLU/reading/test.jsonl", "dev": "DarijaMMLU/reading/dev.jsonl"},
+            "test",
+        ),
+        (
+            "darijahellaswag",
+            "darijahellaswag/darijahellaswag.yaml",
+            {
+                "train": "DarijaHellaSwag/data/train.jsonl",
+                "validation": "DarijaHellaSwag/data/validation.jsonl",
+            },
+            "validation",
+        ),
         ("belebele", "belebele/belebele_ary_Arab.yaml", {"test": "belebele/data/ary_Arab.jsonl"}, "test"),
-        ("darija_sentiment", "darija_bench/darija_sentiment/darija_sentiment_mac.yaml",
-         {"mac": "DarijaBench/data/mac.jsonl"}, "mac"),
-        ("darija_translation", "darija_bench/darija_translation/doda_translation_all.yaml",
-         {"doda": "DarijaBench/data/doda.jsonl"}, "doda"),
-        ("darija_transliteration", "darija_bench/darija_transliteration/transliteration_all.yaml",
-         {"transliteration": "DarijaBench/data/transliteration.jsonl"}, "transliteration"),
-        ("darija_summarization", "darija_bench/darija_summarization/summarization.yaml",
-         {"marsum": "DarijaBench/data/marsum.jsonl"}, "marsum"),
+        (
+            "darija_sentiment",
+            "darija_bench/darija_sentiment/darija_sentiment_mac.yaml",
+            {"mac": "DarijaBench/data/mac.jsonl"},
+            "mac",
+        ),
+        (
+            "darija_translation",
+            "darija_bench/darija_translation/doda_translation_all.yaml",
+            {"doda": "DarijaBench/data/doda.jsonl"},
+            "doda",
+        ),
+        (
+            "darija_transliteration",
+            "darija_bench/darija_transliteration/transliteration_all.yaml",
+            {"transliteration": "DarijaBench/data/transliteration.jsonl"},
+            "transliteration",
+        ),
+        (
+            "darija_summarization",
+            "darija_bench/darija_summarization/summarization.yaml",
+            {"marsum": "DarijaBench/data/marsum.jsonl"},
+            "marsum",
+        ),
     ],
 )
 def test_prompts_equal_lm_eval_task_objects(family, include, files, split, tmp_path):
@@ -81,14 +112,22 @@ def test_prompts_equal_lm_eval_task_objects(family, include, files, split, tmp_p
 
 
 def test_native_rows_become_darijabench_documents():
-    row = {"id": "x", "task": "sentiment", "messages": [{"role": "user", "content": "زوين بزاف"}],
-           "meta": {"label": "positive", "labels": ["positive", "negative"]}}
+    row = {
+        "id": "x",
+        "task": "sentiment",
+        "messages": [{"role": "user", "content": "زوين بزاف"}],
+        "meta": {"label": "positive", "labels": ["positive", "negative"]},
+    }
     (doc,) = benchmarks.docs_of_row(row, "darija_sentiment")
     text = benchmarks.sentiment_text(doc)
     assert "A. سلبي\nB. ايجابي" in text and "C." not in text  # the harness's letter order, 2 labels
     assert benchmarks.sentiment_target(doc) == "B"
-    row = {"id": "y", "task": "translation", "messages": [],
-           "meta": {"texts": {"ary_Arab": "سلام", "eng_Latn": "hello", "ary_Latn": "salam"}}}
+    row = {
+        "id": "y",
+        "task": "translation",
+        "messages": [],
+        "meta": {"texts": {"ary_Arab": "سلام", "eng_Latn": "hello", "ary_Latn": "salam"}},
+    }
     docs = benchmarks.docs_of_row(row, "darija_translation")
     assert {d["direction"] for d in docs} == {"dr_en", "en_dr"}
     docs = benchmarks.docs_of_row(row, "darija_transliteration", ["ar_dr"])
@@ -118,14 +157,38 @@ def test_every_subject_from_one_source_entry():
 def test_hub_overlay_plans_every_table2_task():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--forceall", "--cores", "1", "--configfile",
-         "configs/corpora.yaml", "configs/darija-benchmarks-hf.yaml"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--forceall",
+            "--cores",
+            "1",
+            "--configfile",
+            "configs/corpora.yaml",
+            "configs/darija-benchmarks-hf.yaml",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     planned = out.stdout + out.stderr
-    for task in ("darijammlu_hf", "darijammlu_hf_3shot", "darijahellaswag_hf", "darijahellaswag_hf_10shot",
-                 "belebele_ary_hf", "belebele_ary_hf_5shot", "darijabench_sentiment", "darijabench_translation",
-                 "darijabench_transliteration", "darijabench_summarization", "darija_alpacaeval"):
+    for task in (
+        "darijammlu_hf",
+        "darijammlu_hf_3shot",
+        "darijahellaswag_hf",
+        "darijahellaswag_hf_10shot",
+        "belebele_ary_hf",
+        "belebele_ary_hf_5shot",
+        "darijabench_sentiment",
+        "darijabench_translation",
+        "darijabench_transliteration",
+        "darijabench_summarization",
+        "darija_alpacaeval",
+    ):
         for model in ("base", "sft"):
             assert f"results/{model}/{task}.json" in planned, (model, task)

@@ -200,10 +200,17 @@ def test_darijammlu_fewshot_from_dev_and_outputs(tiny, tmp_path):
     path, model, tok = tiny
     data = _write(mcq_rows(12), tmp_path / "bench.parquet")
     dev = _write(mcq_rows(4, seed=9, source="dev"), tmp_path / "dev.parquet")
-    task = {"name": "mcq", "family": "darijammlu", "sources": ["sample_mcq"], "fewshot_sources": ["dev"],
-            "num_fewshot": 2, "max_items": 8}
-    result, samples = evaluate.evaluate(task, path, "base", [data], batch_size=4, model=model, tokenizer=tok,
-                                        fewshot_data=[dev])
+    task = {
+        "name": "mcq",
+        "family": "darijammlu",
+        "sources": ["sample_mcq"],
+        "fewshot_sources": ["dev"],
+        "num_fewshot": 2,
+        "max_items": 8,
+    }
+    result, samples = evaluate.evaluate(
+        task, path, "base", [data], batch_size=4, model=model, tokenizer=tok, fewshot_data=[dev]
+    )
     assert result["n"] == 8 and len(samples) == 8
     assert 0.0 <= result["scores"]["acc"] <= 1.0
     assert result["settings"]["num_fewshot"] == 2 and result["settings"]["apply_chat_template"] is False
@@ -228,24 +235,38 @@ def test_sentiment_letters_and_size_weighted_group(tiny, tmp_path):
     path, model, tok = tiny
     rng = random.Random(3)
     rows = []
-    for src, n, labels in (("s1", 4, ["positive", "negative", "neutral"]), ("s2", 2, ["positive", "negative"])):
+    for src, n, labels in (
+        ("s1", 4, ["positive", "negative", "neutral"]),
+        ("s2", 2, ["positive", "negative"]),
+    ):
         for i in range(n):
             rows.append(
                 records.make_record(
-                    src, str(i), "sentiment", [{"role": "user", "content": " ".join(rng.choices(WORDS, k=5))}],
-                    "ary_Arab", {"label": rng.choice(labels), "labels": labels},
+                    src,
+                    str(i),
+                    "sentiment",
+                    [{"role": "user", "content": " ".join(rng.choices(WORDS, k=5))}],
+                    "ary_Arab",
+                    {"label": rng.choice(labels), "labels": labels},
                 )
             )
     d1 = _write([r for r in rows if r["source"] == "s1"], tmp_path / "s1.parquet")
     d2 = _write([r for r in rows if r["source"] == "s2"], tmp_path / "s2.parquet")
     result, samples = evaluate.evaluate(
-        {"name": "sent", "family": "darija_sentiment", "sources": ["s1", "s2"]}, path, "base", [d1, d2],
-        model=model, tokenizer=tok,
+        {"name": "sent", "family": "darija_sentiment", "sources": ["s1", "s2"]},
+        path,
+        "base",
+        [d1, d2],
+        model=model,
+        tokenizer=tok,
     )
     sc = result["scores"]
     assert sc["acc"] == pytest.approx((4 * sc["acc/s1"] + 2 * sc["acc/s2"]) / 6)
     # the harness's letters: A = negative, B = positive, C = neutral, plus its instruction line
-    assert "A. سلبي\nB. ايجابي\nC. ماكينش إحساس\nThe answer should be strictly one letter" in samples[0]["prompt"]
+    assert (
+        "A. سلبي\nB. ايجابي\nC. ماكينش إحساس\nThe answer should be strictly one letter"
+        in samples[0]["prompt"]
+    )
     assert [len(s["choices"]) for s in samples] == [3] * 4 + [2] * 2
 
 
@@ -256,17 +277,31 @@ def _gen_rows():
         ary = " ".join(rng.choices(WORDS, k=rng.randint(2, 9)))
         rows.append(
             records.make_record(
-                "pairs", str(i), "translation", [{"role": "user", "content": ary}], "ary_Arab",
-                {"texts": {"ary_Arab": ary, "eng_Latn": " ".join(rng.choices(ENGLISH, k=4)),
-                           "ary_Latn": " ".join(rng.choices(ENGLISH, k=3))}},
+                "pairs",
+                str(i),
+                "translation",
+                [{"role": "user", "content": ary}],
+                "ary_Arab",
+                {
+                    "texts": {
+                        "ary_Arab": ary,
+                        "eng_Latn": " ".join(rng.choices(ENGLISH, k=4)),
+                        "ary_Latn": " ".join(rng.choices(ENGLISH, k=3)),
+                    }
+                },
             )
         )
     for i in range(3):
         art = " ".join(rng.choices(WORDS, k=20))
         rows.append(
             records.make_record(
-                "articles", str(i), "summarization",
-                [{"role": "user", "content": art}, {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=3))}],
+                "articles",
+                str(i),
+                "summarization",
+                [
+                    {"role": "user", "content": art},
+                    {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=3))},
+                ],
                 "ary_Arab",
             )
         )
@@ -290,13 +325,24 @@ def test_generation_batch_invariant_and_metrics(tiny, tmp_path):
     assert dr_en["prompt"].startswith("ترجم من الدارجة للإنجليزية:\n")
     assert r1["settings"]["apply_chat_template"] is True
 
-    tl = {"name": "tl", "family": "darija_transliteration", "sources": ["pairs"], "max_new_tokens": 4,
-          "directions": ["ar_dr"], "max_items": 2}
+    tl = {
+        "name": "tl",
+        "family": "darija_transliteration",
+        "sources": ["pairs"],
+        "max_new_tokens": 4,
+        "directions": ["ar_dr"],
+        "max_items": 2,
+    }
     r, s = evaluate.evaluate(tl, path, "base", [data], model=model, tokenizer=tok)
     assert {x["direction"] for x in s} == {"ar_dr"} and len(s) == 2
 
-    sm = {"name": "sum", "family": "darija_summarization", "sources": ["articles"], "max_new_tokens": 4,
-          "rouge_tokenizer": "arabic"}
+    sm = {
+        "name": "sum",
+        "family": "darija_summarization",
+        "sources": ["articles"],
+        "max_new_tokens": 4,
+        "rouge_tokenizer": "arabic",
+    }
     r, s = evaluate.evaluate(sm, path, "base", [data], model=model, tokenizer=tok)
     assert {"rouge1", "rouge2", "rougeL", "rougeLsum", "chrf"} <= set(r["scores"]) and len(s) == 3
     assert s[0]["prompt"].startswith("لخص هاد المقطع في ٣٠ كلمة:\n")

@@ -124,8 +124,9 @@ def test_jobs_ran_through_slurm(slurm_build):
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", out)
     per_rule: dict[str, int] = {}
     for jobid, log in submitted:
+        # .snakemake/slurm_logs/rule_<rule>[/<wildcards>]/<jobid>.log
         log = Path(log)
-        rule = log.parent.name.removeprefix("rule_")
+        rule = next(p for p in log.parts if p.startswith("rule_")).removeprefix("rule_")
         per_rule[rule] = per_rule.get(rule, 0) + 1
         # the log is written by slurmd for that job id: the job ran inside a SLURM allocation
         assert log.name == f"{jobid}.log" and log.is_file(), log

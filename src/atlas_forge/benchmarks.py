@@ -114,28 +114,53 @@ FAMILIES: dict[str, Family] = {
     for f in (
         Family("darijammlu", "multiple_choice", mmlu_text, _int_target("answer"), mmlu_choices, "first_n"),
         Family(
-            "darijahellaswag", "multiple_choice", hellaswag_text, _int_target("label"),
-            lambda doc: list(doc["endings"]), "random", metrics=("acc", "acc_norm"),
+            "darijahellaswag",
+            "multiple_choice",
+            hellaswag_text,
+            _int_target("label"),
+            lambda doc: list(doc["endings"]),
+            "random",
+            metrics=("acc", "acc_norm"),
         ),
         Family(
-            "belebele", "multiple_choice", belebele_text,
+            "belebele",
+            "multiple_choice",
+            belebele_text,
             lambda doc: ["1", "2", "3", "4"].index(str(doc["correct_answer_num"])),
-            lambda doc: ["A", "B", "C", "D"], "first_n", "eval", metrics=("acc", "acc_norm"),
+            lambda doc: ["A", "B", "C", "D"],
+            "first_n",
+            "eval",
+            metrics=("acc", "acc_norm"),
         ),
         # choices per source (2 or 3 letters) come from the task config, as the harness's per-split YAMLs
         Family("darija_sentiment", "multiple_choice", sentiment_text, sentiment_target),
         Family(
-            "darija_translation", "generate_until", messages_text, messages_target,
-            metrics=("bleu", "chrf", "ter"), until=tuple(DARIJABENCH_UNTIL), chat_template=True,
+            "darija_translation",
+            "generate_until",
+            messages_text,
+            messages_target,
+            metrics=("bleu", "chrf", "ter"),
+            until=tuple(DARIJABENCH_UNTIL),
+            chat_template=True,
         ),
         Family(
-            "darija_transliteration", "generate_until", messages_text, messages_target,
-            metrics=("bleu", "chrf", "ter"), until=tuple(DARIJABENCH_UNTIL), chat_template=True,
+            "darija_transliteration",
+            "generate_until",
+            messages_text,
+            messages_target,
+            metrics=("bleu", "chrf", "ter"),
+            until=tuple(DARIJABENCH_UNTIL),
+            chat_template=True,
         ),
         Family(
-            "darija_summarization", "generate_until", summarization_text, messages_target,
-            metrics=("rouge1", "rouge2", "rougeL", "rougeLsum", "chrf"), until=tuple(DARIJABENCH_UNTIL),
-            max_new_tokens=128, chat_template=True,
+            "darija_summarization",
+            "generate_until",
+            summarization_text,
+            messages_target,
+            metrics=("rouge1", "rouge2", "rougeL", "rougeLsum", "chrf"),
+            until=tuple(DARIJABENCH_UNTIL),
+            max_new_tokens=128,
+            chat_template=True,
         ),
     )
 }
@@ -218,10 +243,16 @@ def docs_of_row(row: dict, family: str, directions: list[str] | None = None) -> 
     answer = next((m["content"] for m in row["messages"] if m["role"] == "assistant"), None)
     if family == "darijammlu":
         subject = meta.get("subject") or ""
-        return [{
-            "question": user, "context": meta.get("context", ""), "choices": list(meta["choices"]),
-            "answer": int(meta["answer"]), "subject": subject, "subject_darija": subject,
-        }]
+        return [
+            {
+                "question": user,
+                "context": meta.get("context", ""),
+                "choices": list(meta["choices"]),
+                "answer": int(meta["answer"]),
+                "subject": subject,
+                "subject_darija": subject,
+            }
+        ]
     if family == "darija_sentiment":
         return [sentiment_doc(user, meta["label"], list(meta["labels"]))]
     if family == "darija_summarization":
@@ -239,7 +270,9 @@ def docs_of_row(row: dict, family: str, directions: list[str] | None = None) -> 
             if texts.get(src) and texts.get(tgt):
                 out.append(generation_doc(prompts[code].format(texts[src]), texts[tgt], code))
         return out
-    raise ValueError(f"row {row['id']} (task {row.get('task')}): no documents for benchmark family {family!r}")
+    raise ValueError(
+        f"row {row['id']} (task {row.get('task')}): no documents for benchmark family {family!r}"
+    )
 
 
 def _langs_of(code: str) -> tuple[str, str]:

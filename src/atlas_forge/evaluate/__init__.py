@@ -91,7 +91,9 @@ def evaluate(
     if model is None:
         model, tokenizer = load_model(model_dir, device, dtype, add_bos=cfg.add_bos)
     t0 = time.perf_counter()
-    scores, samples, settings = run_task(cfg, model, tokenizer, df, fewshot_df, batch_size, model_dir=model_dir)
+    scores, samples, settings = run_task(
+        cfg, model, tokenizer, df, fewshot_df, batch_size, model_dir=model_dir
+    )
     elapsed = time.perf_counter() - t0
     settings = {
         "batch_size": batch_size,

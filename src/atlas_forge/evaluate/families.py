@@ -129,7 +129,13 @@ def sorted_rows(df: pl.DataFrame, sources: list[str] | None = None) -> list[dict
     def key(pos_row):
         pos, r = pos_row
         m = r["meta"]
-        return (rank.get(r["source"], len(rank)), r["source"], str(m.get("file", "")), int(m.get("line", 0)), pos)
+        return (
+            rank.get(r["source"], len(rank)),
+            r["source"],
+            str(m.get("file", "")),
+            int(m.get("line", 0)),
+            pos,
+        )
 
     return [r for _, r in sorted(enumerate(rows), key=key)]
 
@@ -180,7 +186,9 @@ def contexts(cfg: TaskConfig, docs: list[Doc], pool: list[Doc]) -> list[str]:
             raise ValueError(
                 f"task {cfg.name}: {len(shots)} few-shot examples for group {d.group!r}, {k} asked"
             )
-        labelled = "".join(f"{fam.text(s.doc)} {answer_text(fam, s.doc, choices_of(cfg, s))}\n\n" for s in shots)
+        labelled = "".join(
+            f"{fam.text(s.doc)} {answer_text(fam, s.doc, choices_of(cfg, s))}\n\n" for s in shots
+        )
         out.append(labelled + fam.text(d.doc))
     return out
 
@@ -200,11 +208,21 @@ def run_multiple_choice(cfg: TaskConfig, scorer: LoglikScorer, docs: list[Doc], 
         pred, pred_norm = metrics.choice_preds(lls, cs)
         acc.append(float(pred == gold))
         acc_norm.append(float(pred_norm == gold))
-        samples.append({
-            "id": d.row_id, "source": d.source, "group": d.group, "prompt": p, "choices": cs,
-            "logliks": lls, "is_greedy": [g for _, g in res], "gold": gold, "pred": pred,
-            "pred_norm": pred_norm, "correct": pred == gold,
-        })
+        samples.append(
+            {
+                "id": d.row_id,
+                "source": d.source,
+                "group": d.group,
+                "prompt": p,
+                "choices": cs,
+                "logliks": lls,
+                "is_greedy": [g for _, g in res],
+                "gold": gold,
+                "pred": pred,
+                "pred_norm": pred_norm,
+                "correct": pred == gold,
+            }
+        )
     scores = {"acc": metrics.mean(acc)}
     if "acc_norm" in fam.metrics:
         scores["acc_norm"] = metrics.mean(acc_norm)
@@ -259,7 +277,12 @@ def model_max_length(model, tokenizer) -> int:
 
 
 def generate(
-    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int, desc: str = "generate",
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    desc: str = "generate",
     until: tuple[str, ...] = (),
 ) -> list[str]:
     """Greedy decoding, longest prompts first, left padded with a correct attention mask.
@@ -289,8 +312,14 @@ def generate(
             mask[k, width - len(p) :] = 1
         with torch.no_grad():
             out = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                do_sample=False, eos_token_id=stops, pad_token_id=pad, temperature=None, top_p=None,
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stops,
+                pad_token_id=pad,
+                temperature=None,
+                top_p=None,
                 top_k=None,
             )
         for k, i in enumerate(idx):
@@ -343,8 +372,14 @@ def run_generation(cfg: TaskConfig, model, tokenizer, docs: list[Doc], batch_siz
                 scores.update({f"{m}/{v}": s for m, s in sub.items()})
     samples = [
         {
-            "id": d.row_id, "source": d.source, "direction": d.doc.get("direction"), "prompt": t,
-            "generation": g, "gold": r, "pred": g, "correct": g.strip() == r.strip(),
+            "id": d.row_id,
+            "source": d.source,
+            "direction": d.doc.get("direction"),
+            "prompt": t,
+            "generation": g,
+            "gold": r,
+            "pred": g,
+            "correct": g.strip() == r.strip(),
         }
         for d, t, g, r in zip(docs, texts, gens, refs, strict=True)
     ]
@@ -361,15 +396,25 @@ def main_metric(cfg: TaskConfig, scores: dict[str, Any]) -> str:
     return "rougeL" if "rougeL" in scores else "chrf"
 
 
-def run_task(cfg: TaskConfig, model, tokenizer, df: pl.DataFrame, fewshot_df: pl.DataFrame | None,
-             batch_size: int, model_dir=None):
+def run_task(
+    cfg: TaskConfig,
+    model,
+    tokenizer,
+    df: pl.DataFrame,
+    fewshot_df: pl.DataFrame | None,
+    batch_size: int,
+    model_dir=None,
+):
     """(scores, samples, settings) for one task on one model."""
     rows = sorted_rows(df.filter(pl.col("source").is_in(cfg.sources)), cfg.sources)
     if not rows:
         raise ValueError(f"task {cfg.name}: no bench rows in sources {cfg.sources}")
     settings: dict[str, Any] = {
-        "num_fewshot": cfg.num_fewshot, "apply_chat_template": cfg.use_chat_template, "add_bos": cfg.add_bos,
-        "max_items": cfg.max_items, "harness_task": cfg.family,
+        "num_fewshot": cfg.num_fewshot,
+        "apply_chat_template": cfg.use_chat_template,
+        "add_bos": cfg.add_bos,
+        "max_items": cfg.max_items,
+        "harness_task": cfg.family,
     }
     if cfg.family == "judge":
         from atlas_forge.evaluate.judge import run_judge
@@ -386,7 +431,9 @@ def run_task(cfg: TaskConfig, model, tokenizer, df: pl.DataFrame, fewshot_df: pl
         pool = task_docs(TaskConfig(**{**cfg.__dict__, "directions": None}), pool_rows) if pool_rows else []
         scorer = LoglikScorer(model, tokenizer, batch_size=batch_size, add_bos=cfg.add_bos)
         if cfg.use_chat_template:
-            raise ValueError(f"task {cfg.name}: multiple-choice scoring runs on plain-text prompts (harness default)")
+            raise ValueError(
+                f"task {cfg.name}: multiple-choice scoring runs on plain-text prompts (harness default)"
+            )
         scores, samples, extra = run_multiple_choice(cfg, scorer, docs, pool)
     else:
         scores, samples, extra = run_generation(cfg, model, tokenizer, docs, batch_size)

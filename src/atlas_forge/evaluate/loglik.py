@@ -54,7 +54,9 @@ def tok_encode(tokenizer, text: str, add_bos: bool) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=add_bos and not (bos and text.startswith(bos)))
 
 
-def encode_pair(tokenizer, context: str, continuation: str, add_bos: bool = True) -> tuple[list[int], list[int]]:
+def encode_pair(
+    tokenizer, context: str, continuation: str, add_bos: bool = True
+) -> tuple[list[int], list[int]]:
     """lm-eval's TemplateLM._encode_pair: (context ids, continuation ids)."""
     if not context:
         raise ValueError("empty context is not supported")
@@ -63,7 +65,9 @@ def encode_pair(tokenizer, context: str, continuation: str, add_bos: bool = True
     ctx = tok_encode(tokenizer, context, add_bos)
     cont = whole[len(ctx) :]
     if not cont:
-        raise ValueError(f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}")
+        raise ValueError(
+            f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}"
+        )
     return ctx, cont
 
 
