@@ -1,15 +1,29 @@
-"""Throughput of our log-likelihood scorer vs lm-evaluation-harness 0.4.13 (run by hand).
+"""Throughput of our evaluate phase vs lm-evaluation-harness 0.4.13's stock tasks (run by hand).
 
-Same model, same items, same prompts, same batch size, in one process. The model is a random tiny
-Gemma 2 scaled up (default hidden 512 x 8 layers) so compute dominates; lm-eval's start-up (task
-indexing, model load) is timed separately and left out of its items/s.
+Three of the paper's benchmarks, on the Hub-schema fixtures in tests/fixtures/hub, scored both ways in
+one process with the same model weights, batch size and torch threads:
 
-    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python bench/eval_throughput.py --items 40
+- DarijaMMLU 3-shot (dev-split examples; letters, one-token continuations; acc),
+- DarijaHellaSwag 0-shot (multi-token endings; acc_norm),
+- DarijaBench translation on DODa, dr_en + en_dr (greedy generation through the chat template;
+  max new tokens capped the same on both sides: our task's `max_new_tokens`, the lm-eval YAML's
+  `generation_kwargs.max_gen_toks`).
+
+Ours: atlas_forge.evaluate.evaluate() on the fixtures read through ingest's `kind: hf` path, with the
+model and tokenizer preloaded (load_model) and no model_dir (so no weight hashing inside the timing).
+lm-eval: simple_evaluate() with an already-constructed HFLM on the stock task YAMLs included by
+absolute path (tests/test_benchmark_parity.py's helpers); its start-up (task index + model load) is
+timed separately and left out. Each side runs `--repeats` times, interleaved; the best time counts.
+The model is a random tiny Gemma 2 scaled up (default hidden 512 x 8 layers) so compute dominates.
+
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \\
+        .venv/bin/python bench/eval_throughput.py --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 import tempfile
@@ -23,74 +37,99 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def stock_generation_kwargs(path: str | Path) -> dict:
+    """generation_kwargs of a stock lm-eval task YAML, following its includes (later ones and the file
+    itself win, as lm-eval merges them); `!function` tags are not needed here and read as None."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!function", lambda loader, node: None)
+    path = Path(path)
+    cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)
+    inc = cfg.get("include") or []
+    out: dict = {}
+    for sub in [inc] if isinstance(inc, str) else inc:
+        out = stock_generation_kwargs(path.parent / sub) or out
+    return dict(cfg.get("generation_kwargs") or out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--items", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per side; the best counts")
+    ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--vocab", type=int, default=4000)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "eval_throughput.txt")
     args = ap.parse_args()
 
     import torch
-    from test_evaluate import make_tiny_model, mcq_rows
-    from test_lm_eval_parity import _lm_eval_task
+    import yaml
+    from test_benchmark_parity import GEN_TASKS, MC_TASKS, _check_mc, lm_eval_tasks, tables, write_yaml
+    from test_evaluate import make_tiny_model
 
-    from atlas_forge import records
-    from atlas_forge.evaluate import families, metrics
-    from atlas_forge.evaluate.loglik import LoglikScorer, Request
+    from atlas_forge import io
+    from atlas_forge.evaluate import evaluate, load_model
 
     torch.set_num_threads(args.threads)
+    load_at_start = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="af_bench_"))
-    model, tok = make_tiny_model(
-        tmp / "model",
-        hidden=args.hidden,
-        layers=args.layers,
-        heads=4,
-        intermediate=4 * args.hidden,
-        vocab=args.vocab,
-        lines=3000,
-    )
+    model_dir = tmp / "model"
+    built, built_tok = make_tiny_model(model_dir, hidden=args.hidden, layers=args.layers, heads=4,
+                                       intermediate=4 * args.hidden, vocab=args.vocab, lines=3000)
+    # A random Gemma with tied embeddings mostly predicts its last input token (the scaled embedding
+    # dominates the residual stream): after the chat template's "model\n" it writes newlines to the cap
+    # and every output strips to "". Shrink the embedding (x sqrt(hidden) ~ std 0.5) so outputs are
+    # non-empty, and zero the stop tokens' rows (logit 0, never the argmax) so every generation runs to
+    # the cap on both sides.
+    with torch.no_grad():
+        emb = built.get_input_embeddings().weight
+        emb.mul_(0.5 / (float(emb.std()) * args.hidden**0.5))
+        for name in ("<eos>", "<end_of_turn>"):
+            tid = built_tok.convert_tokens_to_ids(name)
+            built.get_input_embeddings().weight[tid] = 0.0
+            built.get_output_embeddings().weight[tid] = 0.0
+    built.save_pretrained(model_dir)
+    del built
+    model, tok = load_model(model_dir, device="cpu", dtype="float32", add_bos=True)
     n_params = sum(p.numel() for p in model.parameters())
-    rows = families.sorted_rows(records.from_rows(mcq_rows(args.items + 3)))
-    dev, test = rows[:3], rows[3:]
-    sets = {
-        "af_bench_letters": [
-            {"prompt": families.mcq_prompt(r, dev), "choices": list("ABCD"), "gold": r["meta"]["answer"]}
-            for r in test
-        ],
-        "af_bench_endings": [
-            {
-                "prompt": families.mcq_prompt(r, dev).rsplit("\nA. ", 1)[0],
-                "choices": r["meta"]["choices"],
-                "gold": r["meta"]["answer"],
-            }
-            for r in test
-        ],
-    }
+
+    # the fixtures through ingest's hf path (the parity test's `tables` fixture, called directly)
+    data = tables.__wrapped__(None)
+    data_dir = tmp / "tables"
+    data_dir.mkdir()
+
+    def paths(ids: list[str]) -> list[str]:
+        for sid in ids:
+            io.write_table(data[sid], data_dir / f"{sid}.parquet", "bench")
+        return [str(data_dir / f"{sid}.parquet") for sid in ids]
+
+    # the three sets: (label, our task, lm-eval kind, shots, lm-eval specs)
+    mc = {t["name"]: (t, kind, shots) for t, kind, shots in MC_TASKS}
+    gen_task = next(t for t in GEN_TASKS if t["name"] == "translation")
+    gen_task = {**gen_task, "max_new_tokens": args.max_new_tokens}
+    sets = []
+    for label, name in (("DarijaMMLU 3-shot", "darijammlu_3"), ("DarijaHellaSwag 0-shot", "hellaswag")):
+        task, kind, shots = mc[name]
+        sets.append((label, task, kind, shots, lm_eval_tasks(kind, shots)))
+    gen_specs = {n: s for n, s in lm_eval_tasks("generation", 0).items() if s["task"] == "translation"}
+    sets.append(("DODa translation", gen_task, "generation", 0, gen_specs))
+
     task_dir = tmp / "tasks"
     task_dir.mkdir()
-    for name, items in sets.items():
-        _lm_eval_task(task_dir, name, items)
-    print(
-        f"model: Gemma 2, {n_params / 1e6:.1f}M params; {len(test)} items per set; batch {args.batch_size}; "
-        f"threads {args.threads}"
-    )
-
-    ours = {}
-    scorer = LoglikScorer(model, tok, batch_size=args.batch_size)
-    for name, items in sets.items():
-        t0 = time.perf_counter()
-        res = scorer.score_groups([[Request(it["prompt"], " " + c) for c in it["choices"]] for it in items])
-        dt = time.perf_counter() - t0
-        acc = metrics.mean(
-            [
-                float(metrics.argmax([ll for ll, _ in r]) == it["gold"])
-                for it, r in zip(items, res, strict=True)
-            ]
-        )
-        ours[name] = (len(items) / dt, acc, [[ll for ll, _ in r] for r in res])
+    for _, _, kind, shots, specs in sets:
+        for name, spec in specs.items():
+            write_yaml(task_dir, name, spec, shots)
+            if kind == "generation":  # cap new tokens as our task does: the stock kwargs + max_gen_toks
+                path = task_dir / f"{name}.yaml"
+                body = yaml.safe_load(path.read_text(encoding="utf-8"))
+                gk = stock_generation_kwargs(spec["include"])
+                body["generation_kwargs"] = {**gk, "max_gen_toks": args.max_new_tokens}
+                path.write_text(yaml.safe_dump(body, allow_unicode=True), encoding="utf-8")
 
     import lm_eval
     from lm_eval.models.huggingface import HFLM
@@ -98,35 +137,102 @@ def main() -> None:
 
     t0 = time.perf_counter()
     tm = TaskManager(include_path=str(task_dir))
-    lm = HFLM(
-        pretrained=str(tmp / "model"),
-        add_bos_token=True,
-        dtype="float32",
-        device="cpu",
-        batch_size=args.batch_size,
-        attn_implementation="eager",
-    )
+    lm = HFLM(pretrained=str(model_dir), add_bos_token=True, dtype="float32", device="cpu",
+              batch_size=args.batch_size, attn_implementation="eager")
     startup = time.perf_counter() - t0
-    print(f"lm-eval start-up (task index + model load): {startup:.1f} s (excluded below)")
-    print(
-        f"{'set':<18}{'ours it/s':>10}{'lm-eval it/s':>14}{'ratio':>8}{'acc ours':>10}{'acc lm-eval':>12}"
-        f"{'max|Δll|':>10}"
-    )
-    for name, items in sets.items():
-        t0 = time.perf_counter()
-        out = lm_eval.simple_evaluate(
-            model=lm, tasks=[name], task_manager=tm, log_samples=True, num_fewshot=0
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    for label, task, kind, _, specs in sets:
+        data_files = paths(task["sources"])
+        fewshot_files = paths(task.get("fewshot_sources", []))
+        t_ours, t_ref = [], []
+        ours = ref = None
+        for _ in range(args.repeats):  # interleaved, so drift in the machine's load hits both sides
+            t0 = time.perf_counter()
+            ours = evaluate(task, None, "bench", data_files, batch_size=args.batch_size, threads=args.threads,
+                            model=model, tokenizer=tok, fewshot_data=fewshot_files or None)
+            t_ours.append(time.perf_counter() - t0)
+            assert torch.get_num_threads() == args.threads
+            t0 = time.perf_counter()
+            ref = lm_eval.simple_evaluate(model=lm, tasks=list(specs), task_manager=tm, log_samples=True,
+                                          apply_chat_template=kind == "generation", bootstrap_iters=0)
+            t_ref.append(time.perf_counter() - t0)
+            assert torch.get_num_threads() == args.threads
+        result, samples = ours
+        n_ours = len(samples)
+        n_ref = sum(len(ref["samples"][n]) for n in specs)
+        assert n_ours == n_ref, (label, n_ours, n_ref)
+        row = {"set": label, "n": n_ours, "ours": n_ours / min(t_ours), "ref": n_ref / min(t_ref),
+               "t_ours": t_ours, "t_ref": t_ref}
+        if kind == "generation":
+            gk = ref["configs"][next(iter(specs))]["generation_kwargs"]
+            assert gk.get("max_gen_toks") == args.max_new_tokens, gk
+            assert result["settings"]["max_new_tokens"] == args.max_new_tokens, result["settings"]
+            same, ours_m, ref_m = True, [], []
+            for name, spec in specs.items():
+                d = spec["direction"]
+                mine = [s["generation"] for s in samples if s["direction"] == d]
+                logged = sorted(ref["samples"][name], key=lambda s: s["doc_id"])
+                theirs = [t["filtered_resps"][0] for t in logged]
+                same &= mine == theirs
+                ours_m.append(result["scores"][f"chrf/{d}"])
+                ref_m.append(ref["results"][name]["chrf,STRIP_ANSWER"])
+            row.update(metric="chrF dr_en/en_dr", m_ours="/".join(f"{v:.1f}" for v in ours_m),
+                       m_ref="/".join(f"{v:.1f}" for v in ref_m),
+                       check=f"outputs identical: {'yes' if same else 'NO'}",
+                       note=f"non-empty outputs {sum(bool(s['generation']) for s in samples)}/{n_ours}, "
+                            f"mean {sum(len(s['generation']) for s in samples) / n_ours:.0f} characters")
+        else:
+            try:
+                check = f"{_check_mc(result, samples, ref, specs, kind):.1e}"
+            except AssertionError as e:  # prompts, logliks or acc differ: say so, keep the timings
+                check = f"PARITY FAILED {e!r}"[:60]
+            if kind == "mmlu":  # the project's acc: mean over items = size-weighted mean of the subjects
+                n = {k: len(ref["samples"][k]) for k in specs}
+                m_ref = sum(ref["results"][k]["acc,none"] * n[k] for k in specs) / sum(n.values())
+                row.update(metric="acc", m_ours=f"{result['scores']['acc']:.3f}", m_ref=f"{m_ref:.3f}")
+            else:
+                (name,) = specs
+                row.update(metric="acc_norm", m_ours=f"{result['scores']['acc_norm']:.3f}",
+                           m_ref=f"{ref['results'][name]['acc_norm,none']:.3f}")
+            row["check"] = check
+        rows.append(row)
+
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# eval throughput, ours (atlas_forge.evaluate) vs lm-eval 0.4.13 stock tasks, {now}",
+        "# Ratios (ours/lm-eval items/s) come from this one run, both sides in one process, interleaved;",
+        f"# the machine is shared and noisy (load average {load_at_start[0]:.2f} at start, {os.cpu_count()} "
+        "CPUs): compare ratios, not absolute items/s.",
+        f"model: random Gemma 2, {n_params / 1e6:.1f}M params (hidden {args.hidden} x {args.layers} layers, "
+        f"vocab {len(tok)}); fp32 CPU; batch {args.batch_size}; threads {args.threads}; "
+        f"best of {args.repeats}",
+        f"lm-eval start-up (task index + HFLM load): {startup:.1f} s (excluded below); lm-eval's bootstrap "
+        "stderr off (bootstrap_iters=0: we compute none); both sides' times include reading the data",
+        "",
+        f"{'set':<24}{'items':>6}{'ours it/s':>11}{'lm-eval it/s':>14}{'ratio':>7}  {'metric':<18}"
+        f"{'ours':>11}{'lm-eval':>11}  max|Δ loglik| / generation",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['set']:<24}{r['n']:>6}{r['ours']:>11.2f}{r['ref']:>14.2f}{r['ours'] / r['ref']:>7.2f}  "
+            f"{r['metric']:<18}{r['m_ours']:>11}{r['m_ref']:>11}  {r['check']}"
         )
-        dt = time.perf_counter() - t0
-        theirs = {s["doc_id"]: [float(r[0]) for r in s["filtered_resps"]] for s in out["samples"][name]}
-        delta = max(
-            abs(a - b) for i, lls in enumerate(ours[name][2]) for a, b in zip(lls, theirs[i], strict=True)
-        )
-        rate = len(items) / dt
-        print(
-            f"{name:<18}{ours[name][0]:>10.2f}{rate:>14.2f}{ours[name][0] / rate:>8.2f}"
-            f"{ours[name][1]:>10.3f}{out['results'][name]['acc,none']:>12.3f}{delta:>10.1e}"
-        )
+    lines.append("")
+    for r in rows:
+        ours_s, ref_s = (" ".join(f"{t:.2f}" for t in r[k]) for k in ("t_ours", "t_ref"))
+        secs = f"ours {ours_s}; lm-eval {ref_s}"
+        lines.append(f"{r['set']}: seconds per run, {secs}" + (f"; {r['note']}" if "note" in r else ""))
+    for what, keep in (("ours slower (ratio < 0.95)", lambda q: q < 0.95),
+                       ("level within noise (0.95-1.05)", lambda q: 0.95 <= q <= 1.05),
+                       ("ours faster (ratio > 1.05)", lambda q: q > 1.05)):
+        names = [r["set"] for r in rows if keep(r["ours"] / r["ref"])]
+        lines.append(f"{what}: {', '.join(names) if names else 'none'}")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
