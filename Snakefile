@@ -1,6 +1,6 @@
 # atlas-forge: the Atlas-Chat recipe as a build. This file is the table of contents;
 # each phase lives in rules/<phase>.smk and its logic in src/atlas_forge/.
-# Phase targets: snakemake --cores all <phase>   (ingest split instruct translate filter
+# Phase targets: snakemake --cores all <phase>   (ingest split instruct translate generate filter
 #                mixture base_model sft evaluate report)
 
 configfile: "params.yaml"
@@ -20,6 +20,7 @@ include: "rules/ingest.smk"
 include: "rules/split.smk"
 include: "rules/instruct.smk"
 include: "rules/translate.smk"
+include: "rules/generate.smk"
 include: "rules/filter.smk"
 include: "rules/mixture.smk"
 include: "rules/base_model.smk"

@@ -30,12 +30,18 @@ RAW = [s for s, c in SOURCES.items() if c["role"] == "raw"]
 # rows that are already Darija chat (e.g. the released Darija-SFT-Mixture): ingested, then straight
 # to filter and mixture; no split, instruct or translate
 DARIJA_CHAT = [s for s, c in SOURCES.items() if c["role"] == "darija_chat"]
+# built from raw text by the generate phase (rules/generate.smk), then filter and mixture like the others:
+# documents/posts -> LLM-generated rows, stories -> completions, identity pairs -> repeated rows
+GENERATE_DOCS = [s for s, c in SOURCES.items() if c["role"] == "generate_docs"]
+STORY = [s for s, c in SOURCES.items() if c["role"] == "story"]
+IDENTITY = [s for s, c in SOURCES.items() if c["role"] == "identity"]
+GENERATED = GENERATE_DOCS + STORY + IDENTITY
 # mixture.sources (optional) trains on those sources only, e.g. the released mixture alone
 _MIXTURE_ONLY = config["mixture"].get("sources") or []
-_unknown = [s for s in _MIXTURE_ONLY if s not in NATIVE + CHAT + DARIJA_CHAT]
+_unknown = [s for s in _MIXTURE_ONLY if s not in NATIVE + CHAT + DARIJA_CHAT + GENERATED]
 if _unknown:
     raise ValueError(f"mixture.sources: {_unknown[0]!r} is not a native, chat or darija_chat source")
-TRAIN_SOURCES = [s for s in NATIVE + CHAT + DARIJA_CHAT if not _MIXTURE_ONLY or s in _MIXTURE_ONLY]
+TRAIN_SOURCES = [s for s in NATIVE + CHAT + DARIJA_CHAT + GENERATED if not _MIXTURE_ONLY or s in _MIXTURE_ONLY]
 MODELS = list(config["evaluate"]["models"])
 TASKS = {t["name"]: t for t in config["evaluate"]["tasks"] + config["evaluate"].get("extra_tasks", [])}
 MODEL_DIRS = {"base": "models/base", "sft": "models/sft/merged"}
@@ -99,6 +105,8 @@ def training_table(wildcards):
         return f"data/interim/translated/{wildcards.source}.parquet"
     if role == "darija_chat":
         return f"data/interim/ingested/{wildcards.source}.parquet"
+    if role in ("generate_docs", "story", "identity"):
+        return f"data/interim/generated/{wildcards.source}.parquet"
     return f"data/interim/instructions/{wildcards.source}.parquet"
 
 
@@ -114,6 +122,27 @@ def instruct_params():
     of the same side into one conversation (few-shot examples, multi-turn partners)."""
     sides = {"seed": config["mixture"]["seed"], "test_fraction": config["mixture"]["test_fraction"]}
     return as_json({**config["instruct"], "sides": sides})
+
+
+def generate_extra_inputs(wildcards):
+    """What a generate job reads besides its table: the seed caches (documents/posts), the base model
+    whose tokenizer measures segments (stories)."""
+    role = SOURCES[wildcards.source]["role"]
+    if role == "generate_docs":
+        return config["generate"].get("seed_caches", [])
+    if role == "story":
+        return ["models/base"]
+    return []
+
+
+def generate_params(wildcards):
+    """The generate section plus the mixture's train/test draw (as instruct gets it): few-shot examples
+    and multi-turn partners come from documents of one side only. Stories and identity pairs do not
+    combine rows: they get the section alone, so a mixture change does not rebuild them."""
+    cfg = dict(config["generate"])
+    if SOURCES[wildcards.source]["role"] == "generate_docs":
+        cfg["sides"] = {"seed": config["mixture"]["seed"], "test_fraction": config["mixture"]["test_fraction"]}
+    return as_json(cfg)
 
 
 def subset_reference(wildcards=None):

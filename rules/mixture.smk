@@ -4,7 +4,10 @@ rule mixture:
         rejects=expand("data/reports/rejects/filter/{source}.parquet", source=TRAIN_SOURCES)
         + expand("data/reports/rejects/ingest/{source}.parquet", source=SOURCES)
         + expand("data/reports/rejects/instruct/{source}.parquet", source=[s for s in NATIVE if s in TRAIN_SOURCES])
-        + expand("data/reports/rejects/translate/{source}.parquet", source=[s for s in CHAT if s in TRAIN_SOURCES]),
+        + expand("data/reports/rejects/translate/{source}.parquet", source=[s for s in CHAT if s in TRAIN_SOURCES])
+        + expand("data/reports/rejects/generate/{source}.parquet", source=[s for s in GENERATED if s in TRAIN_SOURCES]),
+        # per-set counts of the generate phase (rows in, generated) for the card
+        sets=expand("data/reports/generate/{source}.json", source=[s for s in GENERATED if s in TRAIN_SOURCES]),
         # the base model's tokenizer: rows whose assistant tokens sft.max_length cuts entirely are
         # rejected here, with a reason and a count in the card (models/base needs no mixture)
         tokenizer="models/base",
@@ -26,4 +29,4 @@ rule mixture:
     shell:
         "python -m atlas_forge mixture --params {params.cfg:q} --inputs {input.tables} --rejects {input.rejects} "
         "--train {output.train} --test {output.test} --card-json {output.card_json} --card-md {output.card_md} "
-        "--tokenizer {input.tokenizer} --max-length {params.max_length} --mixture-rejects {output.rejects} > {log} 2>&1"
+        "--tokenizer {input.tokenizer} --max-length {params.max_length} --mixture-rejects {output.rejects} --set-stats {input.sets} > {log} 2>&1"

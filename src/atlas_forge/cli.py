@@ -43,6 +43,17 @@ PHASES: dict[str, tuple[str, str, list[tuple[str, dict]]]] = {
         [("--input", {"required": True, **PATH}), ("--out", {"required": True, **PATH}),
          ("--rejects", {"required": True, **PATH})],
     ),
+    "generate": (
+        "atlas_forge.generate",
+        "documents/posts -> LLM-generated Darija rows (cache, checks, 80/10/10 assembly); stories -> "
+        "completions; identity pairs -> repeated rows",
+        [("--role", {"choices": ["generate_docs", "story", "identity"], "default": "generate_docs",
+                     "help": "the source's role: which set to build"}),
+         ("--input", {"required": True, **PATH}), ("--out", {"required": True, **PATH}),
+         ("--rejects", {"required": True, **PATH}),
+         ("--stats", {"help": "counts for the mixture card (JSON)", **PATH}),
+         ("--tokenizer", {"help": "story: the base model folder whose tokenizer measures segments", **PATH})],
+    ),
     "filter": (
         "atlas_forge.filters",
         "run the configured quality steps; every dropped row gets a reason",
@@ -66,7 +77,8 @@ PHASES: dict[str, tuple[str, str, list[tuple[str, dict]]]] = {
          ("--card-json", {"required": True, **PATH}), ("--card-md", {"required": True, **PATH}),
          ("--tokenizer", {"help": "base model folder: reject rows sft.max_length cuts to nothing", **PATH}),
          ("--max-length", {"type": int, "default": 0, "help": "sft.max_length (with --tokenizer)"}),
-         ("--mixture-rejects", {"help": "this phase's own rejects (truncation, split conflicts)", **PATH})],
+         ("--mixture-rejects", {"help": "this phase's own rejects (truncation, split conflicts)", **PATH}),
+         ("--set-stats", {"help": "the generate phase's per-set counts, for the card", **PATHS})],
     ),
     "base_model": (
         "atlas_forge.modeling.base_model",
@@ -105,8 +117,8 @@ PHASES: dict[str, tuple[str, str, list[tuple[str, dict]]]] = {
          ("--report", {"required": True, **PATH}), ("--plot", {"required": True, **PATH})],
     ),
 }
-TAKES_PARAMS = {"split", "instruct", "translate", "filter", "filter-index", "mixture", "base_model", "sft",
-                "report"}
+TAKES_PARAMS = {"split", "instruct", "translate", "generate", "filter", "filter-index", "mixture",
+                "base_model", "sft", "report"}
 
 
 def _json_arg(text: str):

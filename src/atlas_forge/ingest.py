@@ -35,10 +35,16 @@ REQUIRED = {
     # a benchmark in its Hub schema (DarijaMMLU, DarijaBench, ...): the whole row is kept as meta.doc;
     # `text` names the field decontamination matches (a `messages` field: its first turn)
     "benchmark": ("text",),
+    # raw text the generate phase builds rows from: documents (MW-QA types), posts (MSM-MG types),
+    # stories (segmented into completions); read like raw
+    "document": ("text",),
+    "post": ("text",),
+    "story": ("text",),
 }
 OPTIONAL = {"sentiment": (), "summarization": (), "mcq": ("subject",), "raw": (), "chat": ("subset",),
             "benchmark": ()}
-TASKS = ("translation", "sentiment", "summarization", "mcq", "chat", "raw", "benchmark")
+TASKS = ("translation", "sentiment", "summarization", "mcq", "chat", "raw", "benchmark", "document", "post",
+         "story")
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,11 @@ class SourceConfig:
     kind: Literal["csv", "tsv", "jsonl", "parquet", "text", "xlsx", "hf"]
     # darija_chat: rows that are already Darija chat (e.g. MBZUAI-Paris/Darija-SFT-Mixture): ingested,
     # then straight to filter and mixture (no split, instruct or translate)
-    role: Literal["native", "eval", "chat", "eval_chat", "raw", "darija_chat"]
+    # generate_docs: documents/posts the generate phase asks an LLM about; story: long texts cut into
+    # completions; identity: hand-written pairs about the assistant, repeated (all: rules/generate.smk)
+    role: Literal[
+        "native", "eval", "chat", "eval_chat", "raw", "darija_chat", "generate_docs", "story", "identity"
+    ]
     task: str
     lang: str
     columns: dict[str, str | int]

@@ -378,6 +378,10 @@ def card_markdown(card: dict) -> str:
             r = "" if c.get("reference") is None else c["reference"]
             d = "" if c.get("diff") is None else f"{c['diff']:+d}"
             lines.append(f"| {name} | {c['train']} | {c['test']} | {c['rows']} | {r} | {d} |")
+    if card.get("sets"):
+        from atlas_forge.generate.card import sets_markdown
+
+        lines += sets_markdown(card["sets"])
     lines += ["", "## Inputs", "", "| file | sha256 |", "|---|---|"]
     lines += [f"| {p} | `{h}` |" for p, h in card["files_sha256"].items()]
     lines += ["", f"params sha256: `{card['params_sha256']}`", ""]
@@ -457,6 +461,12 @@ def run_cli(args: argparse.Namespace) -> None:
         reject_files=list(args.rejects), checked=sources, truncation=truncation,
         subsets=subset_counts(train, test, reference),
     )
+    if getattr(args, "set_stats", None):
+        # sets built from raw text (generate phase): rows in, generated, rejected by reason, mixed
+        from atlas_forge.generate.card import sets_section
+
+        card["sets"] = sets_section(card, [io.read_json(p) for p in args.set_stats])
+        card["files_sha256"].update({str(p): sha256_file(p) for p in args.set_stats})
     io.write_table(train, args.train, PHASE)
     io.write_table(test, args.test, PHASE)
     if args.mixture_rejects:
