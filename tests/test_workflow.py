@@ -33,9 +33,9 @@ def test_hub_benchmark_overlay_adds_to_sources():
     run = _smk("-n", "--forceall", "--cores", "1", "--configfile", "configs/darija-benchmarks-hf.yaml")
     assert run.returncode == 0, run.stderr[-3000:]
     # extra_sources add to the default's sources instead of replacing them
-    for source in ("darija_mmlu_accounting", "sample_pairs"):
+    for source in ("darijammlu", "darijabench_mac", "belebele_ary", "sample_pairs"):
         assert f"source={source}" in run.stdout, source
-    assert "task=darija_mmlu" in run.stdout
+    assert "task=darijammlu_hf_3shot" in run.stdout and "task=darijammlu" in run.stdout
 
 
 @pytest.mark.skipif(not CORPORA.exists(), reason="../shared/corpora not present")

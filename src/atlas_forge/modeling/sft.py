@@ -24,6 +24,8 @@ from atlas_forge.modeling.chat_template import prepare_messages
 log = logging.getLogger(__name__)
 PHASE = "sft"
 RUN_FILE = "atlas_forge_run.json"  # fingerprint of the run that owns the checkpoints folder
+# key in a checkpoint's trainer_state.json (TrainerState.stateful_callbacks) for the training-loss sums
+LOSS_LEDGER = "atlas_forge_loss"
 
 
 @dataclass(frozen=True)
@@ -34,17 +36,20 @@ class LoraParams:
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    # modules trained in full beside the adapter (PEFT modules_to_save), e.g. [embed_tokens] for a tiny
+    # model whose frozen embeddings carry too little to learn a new task from (ours; the paper: none)
+    modules_to_save: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class SftParams:
     seed: int = 1234
-    epochs: float = 3.0
+    epochs: float = 2.0
     max_steps: int = -1  # > 0 overrides epochs
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     warmup_ratio: float = 0.03
-    per_device_batch_size: int = 8
-    per_device_eval_batch_size: int = 16
+    per_device_batch_size: int = 16
+    per_device_eval_batch_size: int = 32
     gradient_accumulation_steps: int = 1
     max_length: int = 256
     bf16: bool = False
@@ -52,7 +57,7 @@ class SftParams:
     packing_strategy: Literal["bfd", "bfd_split", "wrapped"] = "bfd"
     gradient_checkpointing: bool = False
     # ours: batches of similar length waste less compute on padding (TRL's default is "random")
-    train_sampling: Literal["random", "group_by_length"] = "random"
+    train_sampling: Literal["random", "group_by_length"] = "group_by_length"
     lora: LoraParams = field(default_factory=LoraParams)
     optimizer: str = "adamw_torch"
     scheduler: str = "cosine"
@@ -64,7 +69,7 @@ class SftParams:
     # test split (~14k chats) costs more than the training run itself
     max_eval_rows: int = 0
     system_message: Literal["fold", "error"] = "fold"
-    threads: int = 1
+    # threads are not a param (how a job runs): the --threads flag, fed by the workflow profile
 
     def validate(self, section: str) -> None:
         if not 0 <= self.warmup_ratio < 1:
@@ -122,10 +127,8 @@ def fingerprint(params: SftParams, base: str, train: str, test: str) -> dict[str
     base_info = Path(base) / "base_model.json"
     weights = sorted(Path(base).glob("*.safetensors"))
     return {
-        # threads change speed, not results: leave them out so a rerun with other threads still resumes
-        "params": hashlib.sha256(
-            json.dumps({**dataclasses.asdict(params), "threads": None}, sort_keys=True).encode()
-        ).hexdigest(),
+        # threads (--threads) change speed, not results, and are not in params: another thread count resumes
+        "params": hashlib.sha256(json.dumps(dataclasses.asdict(params), sort_keys=True).encode()).hexdigest(),
         "base": files_sha256(weights + ([base_info] if base_info.exists() else [])),
         "data": files_sha256([train, test]),
     }
@@ -166,6 +169,64 @@ def prepare_checkpoints(checkpoints: str, fp: dict[str, Any]) -> str | None:
     io.write_json(fp, run_file)
     last = last_complete_checkpoint(ckpt_dir)
     return str(last) if last else None
+
+
+def resumable_trainer(trainer_cls, data_seed: int):
+    """`trainer_cls` (SFTTrainer) made exact on resume: a run killed at any step and resumed takes the
+    same batches, the same random draws and the same loss sums as an uninterrupted run.
+
+    - group_by_length: transformers' LengthGroupedSampler shuffles with the global torch RNG at the
+      moment an epoch starts iterating. After a resume that RNG is the restored checkpoint's (or not
+      yet restored), not what the uninterrupted run had at that epoch's start, so the epoch's batches
+      differ. Here the shuffle of epoch e is seeded by data_seed + e alone (as accelerate's seedable
+      random sampler does for train_sampling: random), and consumes no global RNG.
+    - train loss: the Trainer keeps the running loss sum and the part not yet logged in memory only,
+      and on resume reports the mean of the resumed steps. Both are saved in each checkpoint's
+      trainer_state.json (written last, so a checkpoint that has it is complete) and restored when
+      training starts (LossLedgerRestore). Single process: with several, each rank's unlogged part
+      is its own and rank 0's is saved.
+    """
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        def __init__(self, batch_size: int, lengths: list[int], seed: int):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed = seed
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch: int) -> None:
+            # accelerate's DataLoaderShard.set_epoch reaches the sampler, also behind skip_first_batches
+            self.generator = torch.Generator().manual_seed(self.seed + int(epoch))
+
+    class ResumableTrainer(trainer_cls):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is LengthGroupedSampler:
+                return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, data_seed)
+            return sampler
+
+        def _save_checkpoint(self, model, trial):
+            # before super(): it writes trainer_state.json last, which then carries the sums
+            self.state.stateful_callbacks[LOSS_LEDGER] = {
+                "total": self._total_loss_scalar,
+                "unlogged": float(self._tr_loss.item()),
+                "last_logged": self._globalstep_last_logged,
+            }
+            super()._save_checkpoint(model, trial)
+
+    return ResumableTrainer
+
+
+def restore_loss_ledger(trainer) -> None:
+    """On resume, put the checkpoint's loss sums back (called from on_train_begin, after the Trainer
+    loaded the checkpoint's state and zeroed its sums)."""
+    ledger = trainer.state.stateful_callbacks.get(LOSS_LEDGER)
+    if not ledger or trainer.state.global_step == 0:
+        return
+    trainer._total_loss_scalar = float(ledger["total"])
+    trainer._tr_loss.fill_(float(ledger["unlogged"]))
+    trainer._globalstep_last_logged = int(ledger["last_logged"])
 
 
 def loss_rows(log_history: list[dict[str, Any]]) -> list[tuple[int, float | None, float | None]]:
@@ -323,16 +384,19 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         lora_alpha=params.lora.alpha,
         lora_dropout=params.lora.dropout,
         target_modules=list(params.lora.target_modules),
+        modules_to_save=list(params.lora.modules_to_save) or None,
         task_type="CAUSAL_LM",
     )
 
     class Progress(TrainerCallback):
         def __init__(self):
             self.t0 = self.tokens0 = self.step0 = None
+            self.trainer = None
 
         def on_train_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
             self.tokens0, self.step0 = state.num_input_tokens_seen, state.global_step
+            restore_loss_ledger(self.trainer)
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs:
@@ -340,7 +404,7 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
                 log.info("step %d/%d %s", state.global_step, state.max_steps, shown)
 
     progress = Progress()
-    trainer = SFTTrainer(
+    trainer = resumable_trainer(SFTTrainer, params.seed)(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -349,12 +413,13 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         peft_config=peft_config,
         callbacks=[progress],
     )
+    progress.trainer = trainer
 
     eval_base = trainer.evaluate(metric_key_prefix="eval")["eval_loss"]
     log.info("held-out loss of the base model: %.4f", eval_base)
     if resume:
         log.info("resuming from checkpoint %s", Path(resume).name)
-    out = trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=resume)
     eval_sft = trainer.evaluate(metric_key_prefix="eval")["eval_loss"]
     log.info("held-out loss of the fine-tuned model: %.4f (base %.4f)", eval_sft, eval_base)
 
@@ -364,8 +429,10 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
     # the base model's held-out loss is step 0 of the curve (train() starts a fresh log history)
     rows = loss_rows([{"step": 0, "eval_loss": eval_base}, *state.log_history])
     train_losses = [a for _, a, _ in rows if a is not None]
+    # the Trainer's own training_loss is the mean over this call's steps; the sums restored from the
+    # checkpoint make it the whole run's (the mean over every step, as an uninterrupted run reports)
     metrics = {
-        "train_loss": float(out.training_loss),
+        "train_loss": trainer._total_loss_scalar / max(state.global_step, 1),
         "train_loss_last": train_losses[-1] if train_losses else None,
         "eval_loss_base": float(eval_base),
         "eval_loss_sft": float(eval_sft),
