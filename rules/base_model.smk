@@ -1,8 +1,8 @@
 # Tiny default: tokenizer + Gemma 2 trained here on Darija text that never reaches a benchmark set.
+# A pretrained base (kind: pretrained) depends on no data (base_model_text).
 rule base_model:
     input:
-        text=expand("data/interim/ingested/{source}.parquet", source=RAW)
-        + expand("data/interim/split/{source}/train.parquet", source=NATIVE),
+        text=base_model_text,
         code=code("modeling/__init__.py", "modeling/base_model.py", "modeling/tokenizer.py", "modeling/chat_template.py"),
     output:
         directory("models/base"),

@@ -1,7 +1,11 @@
 # Config validation (once, at the edge) and the helpers every rule file uses.
 import glob
 import json
+import os
+import shlex
+import sys
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 
@@ -17,6 +21,18 @@ for _section, _values in config.items():
             f"{_section}.{_moved[0]}: how a job runs is set per rule in a workflow profile "
             f"(profiles/default/config.yaml: set-threads, set-resources), not in params"
         )
+
+# Rules run `python -m atlas_forge` (and sft's launcher, e.g. `accelerate`) from the environment of the
+# interpreter that runs Snakemake, so `.venv/bin/snakemake --cores all` works without an activated venv
+# (otherwise `python` is whatever comes first on PATH). A shell prefix rather than a path in each rule:
+# the rules' commands, which Snakemake's rerun check compares, stay the same on every machine, and a
+# cluster job puts its own interpreter's folder first. With --sdm conda a rule runs in the env it
+# declares (envs/atlas-forge.yaml), whose `python` must win: no prefix then.
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    _bin = shlex.quote(os.path.dirname(sys.executable)).replace("{", "{{").replace("}", "}}")
+    # shell.prefix replaces Snakemake's own bash prefix, so it is kept here
+    _strict = "set -euo pipefail; " if os.path.basename(shell.get_executable() or "") == "bash" else ""
+    shell.prefix(f'{_strict}export PATH={_bin}:"$PATH"; ')
 
 # extra_sources / extra_tasks let an overlay add to the lists instead of replacing them
 SOURCES = {s["id"]: s for s in config["ingest"]["sources"] + config["ingest"].get("extra_sources", [])}
@@ -122,6 +138,16 @@ def instruct_params():
     of the same side into one conversation (few-shot examples, multi-turn partners)."""
     sides = {"seed": config["mixture"]["seed"], "test_fraction": config["mixture"]["test_fraction"]}
     return as_json({**config["instruct"], "sides": sides})
+
+
+def base_model_text(wildcards=None):
+    """Text the tiny model's tokenizer and pre-training read. A pretrained base reads none, so a data
+    change must not re-fetch it nor rerun the base model's evaluations."""
+    if config["base_model"]["kind"] != "tiny":
+        return []
+    return expand("data/interim/ingested/{source}.parquet", source=RAW) + expand(
+        "data/interim/split/{source}/train.parquet", source=NATIVE
+    )
 
 
 def generate_extra_inputs(wildcards):

@@ -15,7 +15,7 @@ rule translate_source:
     conda:
         "../envs/atlas-forge.yaml"
     shell:
-        "python -m atlas_forge translate --params {params.cfg:q} --input {input.table} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
+        "python -m atlas_forge translate --params {params.cfg:q} --input {input.table} --out {output.table} --rejects {output.rejects} --threads {threads} > {log} 2>&1"
 
 
 rule translate:

@@ -14,6 +14,9 @@ PARAMS = {
     "translation_directions": list(PAPER_DIRECTIONS),
     "transliteration": True,
     "sentiment_letters": ["A", "B", "C"],
+    # these tests check the paper's templates; the benchmark format is tested on its own
+    "benchmark_format": False,
+    "summarization_max_words": 0,
 }
 
 

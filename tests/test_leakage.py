@@ -27,6 +27,7 @@ def _instruct_cfg(sides: bool = True, **kw):
         "seed": 7,
         "shots": {"zero": 0.4, "few": 0.3, "multi": 0.3},
         "translation_directions": list(PAPER_DIRECTIONS),
+        "benchmark_format": False,  # the paper's templates (what these tests were written for)
         **({"sides": {"seed": SEED, "test_fraction": TEST_FRACTION}} if sides else {}),
         **kw,
     }

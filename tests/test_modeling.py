@@ -29,7 +29,6 @@ TINY_BASE = {
     "model": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
               "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 256},
     "pretrain": {"steps": 20, "batch_size": 8, "max_length": 64, "learning_rate": 0.003},
-    "threads": 1,
 }
 SFT = {
     "seed": 3, "epochs": 1, "max_steps": 24, "learning_rate": 0.01, "warmup_ratio": 0.0,
@@ -38,7 +37,7 @@ SFT = {
     "lora": {"r": 8, "alpha": 16, "dropout": 0.0,
              "target_modules": ["q_proj", "v_proj", "up_proj", "down_proj"]},
     "optimizer": "adamw_torch", "scheduler": "constant", "save_steps": 100, "logging_steps": 4,
-    "system_message": "fold", "threads": 1,
+    "system_message": "fold",
 }
 
 

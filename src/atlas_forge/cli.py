@@ -41,7 +41,8 @@ PHASES: dict[str, tuple[str, str, list[tuple[str, dict]]]] = {
         "atlas_forge.translate",
         "translate English chat data into Darija (pre-filters, backend, cache, post-filters)",
         [("--input", {"required": True, **PATH}), ("--out", {"required": True, **PATH}),
-         ("--rejects", {"required": True, **PATH})],
+         ("--rejects", {"required": True, **PATH}),
+         ("--threads", {"type": int, "default": 1, "help": "torch threads of the seq2seq backend"})],
     ),
     "generate": (
         "atlas_forge.generate",

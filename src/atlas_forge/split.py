@@ -27,7 +27,7 @@ PHASE = "split"
 class SplitConfig:
     bench_fraction: float
     salt: str
-    min_bench_rows: int = 0
+    min_bench_rows: int = 4
 
     def validate(self, section: str) -> None:
         if not 0.0 <= self.bench_fraction <= 1.0:

@@ -73,10 +73,14 @@ def evaluate(
     fewshot_data: list | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    work: str | Path | None = None,
 ):
-    """Score a task; returns (result dict, samples). `model`/`tokenizer` may be passed preloaded."""
+    """Score a task; returns (result dict, samples). `model`/`tokenizer` may be passed preloaded.
+    `work`: a file that keeps each finished batch, so a rerun after a crash computes only the rest
+    (evaluate/resume.py); it is removed when the task is done."""
     import torch
 
+    from atlas_forge.evaluate import resume
     from atlas_forge.evaluate.families import TaskConfig, main_metric, run_task
 
     section = f"evaluate.tasks[{task.get('name', '?') if isinstance(task, dict) else '?'}]"
@@ -90,10 +94,20 @@ def evaluate(
         raise ValueError(f"task {cfg.name}: fewshot_sources {cfg.fewshot_sources} but no --fewshot-data")
     if model is None:
         model, tokenizer = load_model(model_dir, device, dtype, add_bos=cfg.add_bos)
+    model_sha = model_sha256(model_dir) if model_dir else None
+    data_sha = sha256_files([*data, *(fewshot_data or [])])
+    judge = task.get("judge") or {}
+    fingerprint = {
+        "task": task, "model_sha256": model_sha, "data_sha256": data_sha, "code_sha256": resume.code_sha256(),
+        "judge_sha256": model_sha256(judge["model"]) if judge.get("backend") == "local" and judge.get("model")
+        else None,
+        "device": str(next(model.parameters()).device), "dtype": str(next(model.parameters()).dtype),
+    }
     t0 = time.perf_counter()
-    scores, samples, settings = run_task(
-        cfg, model, tokenizer, df, fewshot_df, batch_size, model_dir=model_dir
-    )
+    with resume.keep_work(work, fingerprint):
+        scores, samples, settings = run_task(
+            cfg, model, tokenizer, df, fewshot_df, batch_size, model_dir=model_dir
+        )
     elapsed = time.perf_counter() - t0
     settings = {
         "batch_size": batch_size,
@@ -111,8 +125,8 @@ def evaluate(
         "n": len(samples),
         "settings": settings,
         "items_per_s": round(len(samples) / max(elapsed, 1e-9), 3),
-        "model_sha256": model_sha256(model_dir) if model_dir else None,
-        "data_sha256": sha256_files([*data, *(fewshot_data or [])]),
+        "model_sha256": model_sha,
+        "data_sha256": data_sha,
         "harness": f"atlas-forge {__version__} (lm-evaluation-harness 0.4.13 task definitions)",
     }
     log.info(
@@ -127,9 +141,15 @@ def evaluate(
 
 
 def run_cli(args) -> None:
+    from atlas_forge.evaluate.resume import partial_path
+
+    # finished batches are kept beside the output until it is written (not a Snakemake output, which
+    # a failed job would delete): a rerun after a crash scores only what is left
+    work = partial_path(args.out)
     result, samples = evaluate(
         args.task, args.model, args.model_name, args.data, batch_size=args.batch_size, threads=args.threads,
-        fewshot_data=args.fewshot_data, device=args.device, dtype=args.dtype,
+        fewshot_data=args.fewshot_data, device=args.device, dtype=args.dtype, work=work,
     )
     io.write_jsonl(samples, args.samples)
     io.write_json(result, args.out)
+    work.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import polars as pl
 
 from atlas_forge import benchmarks, records
-from atlas_forge.evaluate import metrics
+from atlas_forge.evaluate import metrics, resume
 from atlas_forge.evaluate.loglik import LoglikScorer, Request
 
 log = logging.getLogger(__name__)
@@ -310,25 +310,35 @@ def generate(
             p = prompts[i]
             ids[k, width - len(p) :] = torch.tensor(p, dtype=torch.long)
             mask[k, width - len(p) :] = 1
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=stops,
-                pad_token_id=pad,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-            )
-        for k, i in enumerate(idx):
-            new = out[k, width:].tolist()
-            cut = next((j for j, t in enumerate(new) if t in stops), len(new))
-            text = tokenizer.decode(new[:cut], skip_special_tokens=True)
-            for term in until:
-                text = text.split(term)[0]
-            outputs[i] = text.strip()
+
+        def one_batch(idx=idx, ids=ids, mask=mask, width=width):
+            with torch.no_grad():
+                out = model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=stops,
+                    pad_token_id=pad,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                )
+            texts = []
+            for k in range(len(idx)):
+                new = out[k, width:].tolist()
+                cut = next((j for j, t in enumerate(new) if t in stops), len(new))
+                text = tokenizer.decode(new[:cut], skip_special_tokens=True)
+                for term in until:
+                    text = text.split(term)[0]
+                texts.append(text.strip())
+            return texts
+
+        # an interrupted evaluation's finished batches are reused as they are (evaluate/resume.py)
+        batch = {"prompts": [prompts[i] for i in idx], "max_new_tokens": max_new_tokens, "stops": stops,
+                 "pad": pad, "until": list(until)}
+        for i, text in zip(idx, resume.cached("generate", model, batch, one_batch), strict=True):
+            outputs[i] = text
         bar.update(len(idx))
     bar.close()
     return outputs

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from atlas_forge.evaluate import resume
+
 
 @dataclass
 class Request:
@@ -131,19 +133,34 @@ class LoglikScorer:
         for start in range(0, len(single), self.batch_size):
             chunk = [units[i] for i in single[start : start + self.batch_size]]
             ctxs = [self._trim(ctx, 1) for ctx, _ in chunk]
-            logprobs = self._forward_right_padded(ctxs)
-            for (_, members), lp, c in zip(chunk, logprobs, ctxs, strict=True):
-                last = lp[len(c) - 1]
-                best = int(last.argmax())
-                for gi, ri, cont in members:
-                    out[gi][ri] = (float(last[cont[0]]), best == cont[0])
+            conts = [[m[2][0] for m in members] for _, members in chunk]
+
+            def one_batch(ctxs=ctxs, conts=conts):
+                logprobs = self._forward_right_padded(ctxs)
+                batch = []
+                for lp, c, cs in zip(logprobs, ctxs, conts, strict=True):
+                    last = lp[len(c) - 1]
+                    best = int(last.argmax())
+                    batch.append([(float(last[t]), best == t) for t in cs])
+                return batch
+
+            # an interrupted evaluation's finished batches are reused as they are (evaluate/resume.py)
+            batch = resume.cached("loglik", self.model, {"ctxs": ctxs, "conts": conts}, one_batch)
+            for (_, members), res in zip(chunk, batch, strict=True):
+                for (gi, ri, _), (ll, greedy) in zip(members, res, strict=True):
+                    out[gi][ri] = (float(ll), bool(greedy))
                 tick(members)
         # longer continuations: context once with its KV cache, then all its continuations
         for i in multi:
             ctx, members = units[i]
-            results = self._score_shared_context(ctx, [m[2] for m in members])
-            for (gi, ri, _), res in zip(members, results, strict=True):
-                out[gi][ri] = res
+            conts = [m[2] for m in members]
+            results = resume.cached(
+                "loglik_shared_context", self.model,
+                {"ctx": ctx, "conts": conts, "batch_size": self.batch_size, "max_length": self.max_length},
+                lambda ctx=ctx, conts=conts: self._score_shared_context(ctx, conts),
+            )
+            for (gi, ri, _), (ll, greedy) in zip(members, results, strict=True):
+                out[gi][ri] = (float(ll), bool(greedy))
             tick(members)
         bar.close()
         return out  # type: ignore[return-value]

@@ -81,12 +81,12 @@ class InstructConfig:
     sentiment_letters: list[str] = field(default_factory=lambda: ["A", "B", "C"])
     # our choice: an article is cut to its first N words (0: kept whole), so its title, the only
     # supervised tokens, still fits sft.max_length; the paper's titles are short, its articles are not
-    summarization_max_words: int = 0
+    summarization_max_words: int = 60
     # ours (issue 11): zero-shot rows use the exact prompt and answer format the evaluate phase scores
     # (atlas_forge/benchmarks.py, lm-eval's DarijaBench tasks): sentiment as a plain-text lettered
     # continuation, translation/transliteration/summarization through the chat template with the
     # harness's prompts. The paper overlays turn it off and keep only the paper's templates.
-    benchmark_format: bool = False
+    benchmark_format: bool = True
     sides: Sides | None = None
 
     def validate(self, section: str) -> None:

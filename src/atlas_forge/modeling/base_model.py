@@ -42,7 +42,7 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class PretrainParams:
-    steps: int = 150
+    steps: int = 100
     batch_size: int = 16
     max_length: int = 128
     learning_rate: float = 2e-3
@@ -59,7 +59,7 @@ class BaseModelParams:
     tokenizer: TokenizerParams = field(default_factory=TokenizerParams)
     model: ModelParams = field(default_factory=ModelParams)
     pretrain: PretrainParams = field(default_factory=PretrainParams)
-    threads: int = 1
+    # threads are not a param (how a job runs): the --threads flag, fed by the workflow profile
 
     def validate(self, section: str) -> None:
         if self.kind == "pretrained" and not self.name_or_path:

@@ -183,7 +183,7 @@ def resumable_trainer(trainer_cls, data_seed: int):
     - train loss: the Trainer keeps the running loss sum and the part not yet logged in memory only,
       and on resume reports the mean of the resumed steps. Both are saved in each checkpoint's
       trainer_state.json (written last, so a checkpoint that has it is complete) and restored when
-      training starts (LossLedgerRestore). Single process: with several, each rank's unlogged part
+      training starts (restore_loss_ledger). Single process: with several, each rank's unlogged part
       is its own and rank 0's is saved.
     """
     import torch

@@ -25,12 +25,12 @@ PHASE = "translate"
 
 @dataclass(frozen=True)
 class PrefilterConfig:
-    drop_subsets: list[str] = field(default_factory=list)
-    drop_patterns: list[str] = field(default_factory=list)
+    drop_subsets: list[str] = field(default_factory=lambda: ["science"])
+    drop_patterns: list[str] = field(default_factory=lambda: ["translate ", " translation "])  # paper App. B
     lid_min_english: float = 0.8
     # what language ID reads: the user turns (paper App. B) or the whole sample; the bundled lid.176.ftz
     # is unsure on one short question, the whole chat gives it enough text
-    lid_text: Literal["user", "all"] = "user"
+    lid_text: Literal["user", "all"] = "all"
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,11 @@ class ReplayConfig:
 @dataclass(frozen=True)
 class TranslateConfig:
     backend: Literal["cache", "openai", "seq2seq"] = "cache"
-    seed_caches: list[str] = field(default_factory=list)
+    # the embedded default's bundled translations (params.yaml holds the same, the only default)
+    seed_caches: list[str] = field(
+        default_factory=lambda: ["data/raw/sample/translations.jsonl",
+                                 "data/raw/sample/alpaca_translations.jsonl"]
+    )
     cache_dir: str = "data/cache"
     prompt_version: str = "atlas-chat-appB-v1"
     require_complete: bool = False
@@ -63,13 +67,13 @@ class TranslateConfig:
     seq2seq: Seq2SeqConfig = field(default_factory=Seq2SeqConfig)
 
 
-def make_backend(cfg: TranslateConfig):
+def make_backend(cfg: TranslateConfig, threads: int = 1):
     from atlas_forge.translate import backends
 
     if cfg.backend == "openai":
         return backends.OpenAIBackend(cfg.openai)
     if cfg.backend == "seq2seq":
-        return backends.Seq2SeqBackend(cfg.seq2seq)
+        return backends.Seq2SeqBackend(cfg.seq2seq, threads=threads)
     return backends.CacheBackend(cfg.replay.backend, cfg.replay.model)
 
 
@@ -219,7 +223,7 @@ def run_cli(args) -> None:
     cfg = parse(TranslateConfig, args.params, "translate")
     df = io.read_table(args.input, PHASE)
     cache = TranslationCache(cfg.cache_dir, cfg.seed_caches)
-    kept, rejected, stats = translate_table(df, cfg, make_backend(cfg), cache)
+    kept, rejected, stats = translate_table(df, cfg, make_backend(cfg, threads=args.threads), cache)
     io.write_table(kept, args.out, PHASE)
     io.write_table(rejected, args.rejects, PHASE, rejects=True)
     log.info("stats %s", json.dumps(stats, ensure_ascii=False, sort_keys=True))

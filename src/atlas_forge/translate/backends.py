@@ -56,7 +56,7 @@ class Seq2SeqConfig:
     tgt_lang: str = "ary_Arab"
     batch_size: int = 8
     max_new_tokens: int = 256
-    threads: int = 1
+    # threads are not a param (how a job runs): translate's --threads flag, fed by the workflow profile
 
 
 class MalformedAnswer(ValueError):
@@ -144,13 +144,13 @@ class OpenAIBackend:
 class Seq2SeqBackend:
     kind = "seq2seq"
 
-    def __init__(self, cfg: Seq2SeqConfig):
+    def __init__(self, cfg: Seq2SeqConfig, threads: int = 1):
         if not cfg.model:
             raise ValueError("translate.seq2seq.model: empty; give a local model path or Hub id")
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(max(1, threads))
         self.cfg = cfg
         self.key_backend, self.key_model, self.model = "seq2seq", cfg.model, cfg.model
         self.tok = AutoTokenizer.from_pretrained(cfg.model)
