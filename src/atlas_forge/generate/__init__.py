@@ -67,7 +67,8 @@ class StoryConfig:
 class GenerateConfig:
     seed: int = 1234
     backend: Literal["cache", "openai"] = "cache"
-    seed_caches: list[str] = field(default_factory=list)
+    # the embedded default's bundled generations (params.yaml holds the same, the only default)
+    seed_caches: list[str] = field(default_factory=lambda: ["data/raw/sample/generations.jsonl"])
     cache_dir: str = "data/cache"
     # source task -> {type: relative weight}; a document's type is drawn with these weights
     types: dict[str, dict[str, float]] = field(
