@@ -525,7 +525,7 @@ def test_card_sets_count_in_generated_rejected_mixed():
     sets = sets_section(card, stats)
     assert sets["docs"]["rejected"] == {"generate": {"generate: not generated": 2}}
     assert sets["docs"]["mixed"] == {"train": 5, "test": 1, "total": 6}
-    assert "| docs | generate_docs | 10 | 8 | 7 | generate: generate: not generated 2 | 6 |" in sets_markdown(
+    assert "| docs | generate_docs | 10 | 8 | 7 | generate: not generated 2 | 6 |" in sets_markdown(
         sets
     )
 

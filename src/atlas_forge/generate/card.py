@@ -50,7 +50,8 @@ def sets_markdown(sets: dict) -> list[str]:
     for src, s in sets.items():
         rej = (
             "; ".join(
-                f"{phase}: {reason} {n}"
+                # a reason that names its phase already ("generate: not generated") is shown as is
+                f"{reason if reason.startswith(phase + ':') else f'{phase}: {reason}'} {n}"
                 for phase, reasons in s["rejected"].items()
                 for reason, n in reasons.items()
             )
