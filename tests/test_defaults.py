@@ -16,6 +16,7 @@ import yaml
 
 from atlas_forge.config import parse
 from atlas_forge.filters import FilterConfig
+from atlas_forge.generate import GenerateConfig
 from atlas_forge.instruct import InstructConfig
 from atlas_forge.mixture import MixtureConfig
 from atlas_forge.modeling.base_model import BaseModelParams
@@ -30,6 +31,7 @@ PHASES = {
     "split": SplitConfig,
     "instruct": InstructConfig,
     "translate": TranslateConfig,
+    "generate": GenerateConfig,
     "filter": FilterConfig,
     "mixture": MixtureConfig,
     "base_model": BaseModelParams,
@@ -37,7 +39,7 @@ PHASES = {
     "report": ReportConfig,
 }
 # keys a rule adds to the blob from another section (instruct gets mixture's train/test draw)
-SET_BY_RULE = {"instruct.sides"}
+SET_BY_RULE = {"instruct.sides", "generate.sides"}
 # per-job speed settings: CLI flags from the profile, never part of a config
 HOW_A_JOB_RUNS = {"threads", "resources", "launcher"}
 
