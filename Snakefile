@@ -9,11 +9,21 @@ configfile: "params.yaml"
 include: "rules/common.smk"
 
 
+# The models and training metrics are targets too: Snakemake does not rebuild a missing intermediate
+# whose dependants are up to date, so a crashed forced rerun of sft (which deletes its outputs) would
+# otherwise leave no model behind existing scores and answer "Nothing to be done".
 rule all:
     input:
         "results/scores.json",
         "results/report.md",
         "plots/scores.png",
+        "models/base",
+        "models/sft/adapter",
+        "models/sft/merged",
+        "models/sft/README.md",
+        "metrics/train.json",
+        "metrics/loss.tsv",
+        "plots/loss.png",
 
 
 include: "rules/ingest.smk"

@@ -4,6 +4,7 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
@@ -33,6 +34,47 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     # shell.prefix replaces Snakemake's own bash prefix, so it is kept here
     _strict = "set -euo pipefail; " if os.path.basename(shell.get_executable() or "") == "bash" else ""
     shell.prefix(f'{_strict}export PATH={_bin}:"$PATH"; ')
+
+def _stale_lock_holders():
+    """Processes that may still hold or write this directory's build: Snakemake runs and phase jobs
+    (`python -m atlas_forge`, e.g. orphans of a killed Snakemake) whose working directory is this one,
+    other than this process and its parents. None when /proc cannot tell (not Linux)."""
+    proc = Path(os.sep, "proc")  # Linux: every process's working directory and command line
+    if not proc.is_dir():
+        return None
+    here, mine, pid = os.path.realpath("."), set(), os.getpid()
+    while pid > 1 and pid not in mine:
+        mine.add(pid)
+        try:
+            pid = int((proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    holders = []
+    for d in proc.iterdir():
+        if not d.name.isdigit() or int(d.name) in mine:
+            continue
+        try:
+            cwd, cmd = os.readlink(d / "cwd"), (d / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:  # gone, or another user's (not readable)
+            continue
+        if os.path.realpath(cwd) == here and (b"snakemake" in cmd or b"atlas_forge" in cmd):
+            holders.append(f"{d.name}: {cmd.decode(errors='replace')[:120]}")
+    return holders
+
+
+# A run killed with SIGKILL (or a lost node, a power cut) leaves .snakemake/locks behind, and every later
+# run stops at "Directory cannot be locked". The lock is released here only when no Snakemake run and no
+# phase job is alive in this directory: then nothing can hold it, and the incomplete jobs are rerun
+# (rerun-incomplete in profiles/default). A live run keeps its lock; Snakemake then says so.
+if workflow.is_main_process and glob.glob(".snakemake/locks/*.lock"):
+    _holders = _stale_lock_holders()
+    if _holders == []:
+        for _lock in glob.glob(".snakemake/locks/*.lock"):
+            os.remove(_lock)
+        print("atlas-forge: removed the lock of a run that no longer exists (no Snakemake or phase process "
+              "runs in this directory)", file=sys.stderr)
+    elif _holders:
+        print("atlas-forge: lock kept, still running here:\n  " + "\n  ".join(_holders), file=sys.stderr)
 
 # extra_sources / extra_tasks let an overlay add to the lists instead of replacing them
 SOURCES = {s["id"]: s for s in config["ingest"]["sources"] + config["ingest"].get("extra_sources", [])}
@@ -76,9 +118,10 @@ def as_json(obj):
 
 
 def code(*modules):
-    """The phase's own modules as inputs, so editing them reruns exactly that phase."""
+    """The phase's own modules as inputs, so editing them reruns exactly that phase (with the modules
+    every phase reads: records, io, and config, which parses its params)."""
     return sorted(
-        {f for m in ("records.py", "io.py", *modules) for f in glob.glob(f"src/atlas_forge/{m}")}
+        {f for m in ("records.py", "io.py", "config.py", *modules) for f in glob.glob(f"src/atlas_forge/{m}")}
     )
 
 

@@ -6,7 +6,9 @@ its output patterns); dvc.yaml and params.yaml are read as YAML. Checks:
   that name, and every stage is a phase whose command runs that phase's Snakemake target;
 - every DVC out/metric/plot of a stage is produced by a rule of that phase (an output path, or a
   folder holding outputs), and every output of the phase's rules lies under one of the stage's outs;
-- every fixed input of the phase's rules (code, raw data, upstream files) lies under a DVC dep;
+- every input of the phase's jobs (code, raw data, upstream files; also what input functions
+  return, read from a forced dry run) lies under a DVC dep, and every code dep of a stage
+  (src/atlas_forge/...) is an input of one of the phase's jobs;
 - every stage's params sections exist in params.yaml; every dep exists or is an upstream stage's out.
 """
 
@@ -51,7 +53,30 @@ def snakemake_rules(root: Path) -> tuple[dict, ...]:
     )
     marker = [line for line in proc.stdout.splitlines() if line.startswith("@@RULES@@")]
     assert proc.returncode == 0 and marker, f"Snakemake could not parse the workflow:\n{proc.stderr[-3000:]}"
-    return tuple(json.loads(marker[0][len("@@RULES@@") :]))
+    rules = json.loads(marker[0][len("@@RULES@@") :])
+    # input functions (eval_table, judge_model, base_model_text, ...) are only known per job: a forced
+    # dry run lists every job's inputs, function results included
+    for rule in rules:
+        rule["input"] = sorted(set(rule["input"]) | job_inputs(root).get(rule["name"], set()))
+    return tuple(rules)
+
+
+@cache
+def job_inputs(root: Path) -> dict[str, set[str]]:
+    """Rule name -> every input path of its jobs in a forced dry run of the whole workflow."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--forceall", "--cores", "1"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"dry run failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    found: dict[str, set[str]] = {}
+    rule = None
+    for line in proc.stdout.splitlines():
+        if m := re.match(r"(?:local)?rule (\w+):$", line.strip()):
+            rule = m.group(1)
+        elif rule and line.strip().startswith("input: "):
+            found.setdefault(rule, set()).update(p.strip() for p in line.strip()[len("input: "):].split(", "))
+    return found
 
 
 def component_regex(component: str) -> re.Pattern:
@@ -156,6 +181,12 @@ def problems(root: Path) -> list[str]:
                 inside = any(produced_by(path, p) or path == p for p in patterns)
                 if not inside and not any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps):
                     found.append(f"stage {name!r}: input {path!r} ({rule['name']}) is not under any DVC dep")
+        # the other way round for code: a module DVC reruns the stage for is one the phase's jobs read
+        inputs = [path for rule in phase_rules for path in rule["input"]]
+        for dep in deps:
+            read = any(i == dep or i.startswith(dep.rstrip("/") + "/") for i in inputs)
+            if dep.startswith("src/") and not read:
+                found.append(f"stage {name!r}: dep {dep!r} is an input of no rule of rules/{name}.smk")
         for section in stage.get("params", []):
             keys = [section] if isinstance(section, str) else [k for v in section.values() for k in v]
             for key in keys:
@@ -225,6 +256,19 @@ def test_new_phase_without_stage_fails(tmp_path):
     snakefile.write_text(text, encoding="utf-8")
     found = problems(root)
     assert any("'dedupe' has no DVC stage" in p for p in found), found
+
+
+def test_function_input_without_dep_fails(tmp_path):
+    """An input that only an input function returns (the judge task's translated chats) is seen."""
+    root = copy_project(tmp_path)
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
+    dvc["stages"]["evaluate"]["deps"].remove("data/interim/translated")
+    dvc["stages"]["split"]["deps"].append("src/atlas_forge/mixture.py")
+    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False), encoding="utf-8")
+    found = problems(root)
+    assert any("'data/interim/translated/sample_alpaca.parquet' (evaluate_task)" in p for p in found), found
+    unread = "'src/atlas_forge/mixture.py' is an input of no rule of rules/split.smk"
+    assert any(unread in p for p in found), found
 
 
 def test_out_without_rule_fails(tmp_path):

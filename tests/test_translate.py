@@ -296,6 +296,17 @@ def test_crash_midway_then_resume(tmp_path, server, repo_root):
     assert resumed == sorted(every - cached)
     assert pl.read_parquet(tmp_path / "out.parquet").height == 6
 
+    # the same outputs, byte for byte, as an uninterrupted run (its own cache, the same answers)
+    whole = tmp_path / "whole"
+    argv = [sys.executable, "-m", "atlas_forge", "translate",
+            "--params", json.dumps({**params, "cache_dir": str(whole / "cache")}),
+            "--input", str(tmp_path / "in.parquet"), "--out", str(whole / "out.parquet"),
+            "--rejects", str(whole / "rej.parquet")]
+    done = subprocess.run(argv, cwd=repo_root, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for name in ("out.parquet", "rej.parquet"):
+        assert (whole / name).read_bytes() == (tmp_path / name).read_bytes(), name
+
 
 def _tiny_seq2seq(path):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
