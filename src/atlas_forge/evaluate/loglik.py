@@ -73,6 +73,15 @@ def encode_pair(
     return ctx, cont
 
 
+def _shared_prefix(members) -> list[int] | None:
+    """The tokens all continuations share except their last one, or None when they differ earlier."""
+    conts = [m[2] for m in members]
+    n = len(conts[0])
+    if any(len(c) != n for c in conts) or any(c[:-1] != conts[0][:-1] for c in conts):
+        return None
+    return list(conts[0][:-1])
+
+
 class LoglikScorer:
     def __init__(
         self, model, tokenizer, batch_size: int = 8, add_bos: bool = True, max_length: int | None = None
@@ -119,8 +128,12 @@ class LoglikScorer:
         order = sorted(
             range(len(units)), key=lambda i: -(len(units[i][0]) + max(len(m[2]) for m in units[i][1]))
         )
-        single = [i for i in order if all(len(m[2]) == 1 for m in units[i][1])]
-        multi = [i for i in order if not all(len(m[2]) == 1 for m in units[i][1])]
+        # continuations that differ only in their last token (letters " A"/" B" that the tokenizer splits
+        # into a space and a letter, or one-token choices) need one sequence per context: ctx + the shared
+        # prefix, every choice read off its last position; they batch across items like lm-eval's
+        # one-token grouping. The arithmetic is the same as scoring each continuation on its own.
+        single = [i for i in order if _shared_prefix(units[i][1]) is not None]
+        multi = [i for i in order if _shared_prefix(units[i][1]) is None]
         bar = tqdm(total=len(groups), desc=desc, unit="item", disable=not progress, mininterval=1.0)
         done_groups: set[int] = set()
 
@@ -132,20 +145,26 @@ class LoglikScorer:
         # one-token continuations: batch contexts (right padded), read the last real position
         for start in range(0, len(single), self.batch_size):
             chunk = [units[i] for i in single[start : start + self.batch_size]]
-            ctxs = [self._trim(ctx, 1) for ctx, _ in chunk]
-            conts = [[m[2][0] for m in members] for _, members in chunk]
+            prefixes = [_shared_prefix(members) for _, members in chunk]
+            ctxs = [self._trim(ctx, len(p) + 1) for (ctx, _), p in zip(chunk, prefixes, strict=True)]
+            seqs = [c + p for c, p in zip(ctxs, prefixes, strict=True)]
+            conts = [[m[2][-1] for m in members] for _, members in chunk]
 
-            def one_batch(ctxs=ctxs, conts=conts):
-                logprobs = self._forward_right_padded(ctxs)
+            def one_batch(ctxs=ctxs, seqs=seqs, prefixes=prefixes, conts=conts):
+                logprobs = self._forward_right_padded(seqs)
                 batch = []
-                for lp, c, cs in zip(logprobs, ctxs, conts, strict=True):
-                    last = lp[len(c) - 1]
+                for lp, c, p, cs in zip(logprobs, ctxs, prefixes, conts, strict=True):
+                    # the shared prefix tokens, then the choice's own last token
+                    head = sum(float(lp[len(c) - 1 + k][t]) for k, t in enumerate(p))
+                    head_greedy = all(int(lp[len(c) - 1 + k].argmax()) == t for k, t in enumerate(p))
+                    last = lp[len(c) + len(p) - 1]
                     best = int(last.argmax())
-                    batch.append([(float(last[t]), best == t) for t in cs])
+                    batch.append([(head + float(last[t]), head_greedy and best == t) for t in cs])
                 return batch
 
             # an interrupted evaluation's finished batches are reused as they are (evaluate/resume.py)
-            batch = resume.cached("loglik", self.model, {"ctxs": ctxs, "conts": conts}, one_batch)
+            key = {"seqs": seqs, "ctxs": ctxs, "conts": conts}
+            batch = resume.cached("loglik", self.model, key, one_batch)
             for (_, members), res in zip(chunk, batch, strict=True):
                 for (gi, ri, _), (ll, greedy) in zip(members, res, strict=True):
                     out[gi][ri] = (float(ll), bool(greedy))
