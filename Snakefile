@@ -9,21 +9,16 @@ configfile: "params.yaml"
 include: "rules/common.smk"
 
 
-# The models and training metrics are targets too: Snakemake does not rebuild a missing intermediate
-# whose dependants are up to date, so a crashed forced rerun of sft (which deletes its outputs) would
-# otherwise leave no model behind existing scores and answer "Nothing to be done".
+# Every phase's outputs are targets too (every_output): Snakemake does not rebuild a missing
+# intermediate whose dependants are up to date, so a crashed job (Snakemake deletes a job's outputs
+# before it runs) would otherwise leave, e.g., no model or no scores file behind an existing report
+# and answer "Nothing to be done", while `dvc status` reports the stage.
 rule all:
     input:
         "results/scores.json",
         "results/report.md",
         "plots/scores.png",
-        "models/base",
-        "models/sft/adapter",
-        "models/sft/merged",
-        "models/sft/README.md",
-        "metrics/train.json",
-        "metrics/loss.tsv",
-        "plots/loss.png",
+        every_output,
 
 
 include: "rules/ingest.smk"

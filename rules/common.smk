@@ -130,6 +130,20 @@ def phase_params(section):
     return as_json(config[section])
 
 
+def every_output(wildcards=None):
+    """Every file the workflow builds: the outputs of each rule without wildcards, and the files each
+    phase target (a rule without outputs) gathers. Evaluated once all rules are defined."""
+    files = []
+    for r in workflow.rules:
+        if r.name == "all":
+            continue
+        if r.output and not r.has_wildcards():
+            files += [str(f) for f in r.output]
+        elif not r.output:
+            files += [str(f) for f in r.input if isinstance(f, str)]
+    return sorted(set(files))
+
+
 def source_files(wildcards):
     """A source's files (a path may be a glob); a Hub dataset has none."""
     src = SOURCES[wildcards.source]
