@@ -200,7 +200,7 @@ def test_shared_column_and_run_only_column(tmp_path, paper_path):
 
 
 def test_report_without_paper_rows(tmp_path):
-    # report.paper "" leaves the paper out (leaving the key out takes params.yaml's one default: the paper file)
+    # report.paper "" leaves the paper out (without the key: params.yaml's one default, the paper file)
     rc, out = _run(tmp_path, _run_results(tmp_path), {"baseline": "base", "candidate": "sft", "paper": ""})
     assert rc == 0
     md = out["report"].read_text(encoding="utf-8")
