@@ -101,3 +101,32 @@ def test_off_without_model_and_config(tiny_bert):
     assert out["bertscore"] == pytest.approx(bs.bertscore(PREDS, REFS, tiny_bert, 2))
     with pytest.raises(ValueError, match="num_layers"):
         config.parse(bs.BertScoreConfig, {"model": tiny_bert, "num_layers": 0}, "t.bertscore")
+
+
+def test_summarization_task_scores_bertscore_through_the_family(tiny_bert, tmp_path):
+    """The task path: `bertscore: {model, num_layers}` on a summarization task adds `bertscore` equal to
+    a direct computation on the task's own generations and references; without it, none."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_evaluate import _gen_rows, _write, make_tiny_model
+
+    from atlas_forge import evaluate
+
+    model, tok = make_tiny_model(tmp_path / "lm")
+    data = _write(_gen_rows(), tmp_path / "bench.parquet")
+    task = {"name": "sum", "family": "darija_summarization", "sources": ["articles"], "max_new_tokens": 6}
+    plain, _ = evaluate.evaluate(task, tmp_path / "lm", "m", [data], model=model, tokenizer=tok)
+    assert "bertscore" not in plain["scores"]
+    task["bertscore"] = {"model": tiny_bert, "num_layers": LAYERS}
+    result, samples = evaluate.evaluate(task, tmp_path / "lm", "m", [data], model=model, tokenizer=tok)
+    import bert_score
+
+    # bert-score's own function on the task's generations and references (the tiny LM writes bytes the
+    # BERT vocabulary lacks, which bert-score scores and a from-scratch mean cannot)
+    _, _, f1 = bert_score.score(
+        [s["generation"] for s in samples], [s["gold"] for s in samples], model_type=tiny_bert,
+        num_layers=LAYERS, batch_size=64,
+    )
+    assert result["scores"]["bertscore"] == pytest.approx(100.0 * float(f1.mean()), abs=1e-3)
