@@ -15,12 +15,11 @@ The file format and crash handling are translate's (translate/cache.py).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
 
-from atlas_forge.translate.cache import _drop_partial_tail, _read_lines
+from atlas_forge.translate.cache import _read_lines, append_locked
 
 log = logging.getLogger(__name__)
 FILENAME = "generations.jsonl"
@@ -67,17 +66,4 @@ class GenerationCache:
             self.entries[it["key"]] = it
         if self.path is None:
             return
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = "".join(json.dumps(it, ensure_ascii=False, sort_keys=True) + "\n" for it in items).encode()
-        # a lock: parallel generate jobs (one per source) share the file
-        with open(self.path, "ab+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                _drop_partial_tail(fh)
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        append_locked(self.path, items)

@@ -46,20 +46,7 @@ class TranslationCache:
             self.entries[it["key"]] = it["target"]
         if self.path is None:
             return
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = "".join(json.dumps(it, ensure_ascii=False, sort_keys=True) + "\n" for it in items).encode()
-        # a lock: parallel translate jobs (one per source) share the file
-        with open(self.path, "ab+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                _drop_partial_tail(fh)
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        append_locked(self.path, items)
 
 
 def _drop_partial_tail(fh) -> None:
@@ -93,3 +80,21 @@ def _read_lines(path: Path, tolerate_tail: bool) -> list[dict]:
                 continue
             raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
     return out
+
+
+def append_locked(path, items: list[dict]) -> None:
+    """Append JSON lines durably under an exclusive lock: parallel jobs (one per source) share a cache
+    file, and a line cut off by a crash is dropped before writing after it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(it, ensure_ascii=False, sort_keys=True) + "\n" for it in items).encode()
+    with open(path, "ab+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            _drop_partial_tail(fh)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
