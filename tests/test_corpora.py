@@ -156,6 +156,15 @@ def test_mixture_card(built):
     )
 
 
+def _snakemake(work: Path, *args: str, extra: Path, timeout: int) -> subprocess.CompletedProcess:
+    """Snakemake in `work` with the corpora config plus an overlay, the venv first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "configs/corpora.yaml"]
+    return subprocess.run(
+        [*cmd, str(extra)], cwd=work, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def _scores(work: Path, model: str, task: str) -> dict:
     return json.loads((work / "results" / model / f"{task}.json").read_text())["scores"]
 
@@ -201,25 +210,7 @@ def test_fine_tuning_moves_the_scored_benchmarks(built):
         for m in ("base", "sft")
         for t in ("sentiment", "transliteration", "translation")
     ]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            *targets,
-            "--cores",
-            "2",
-            "--configfile",
-            "configs/corpora.yaml",
-            str(small),
-        ],
-        cwd=built,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=2400,
-    )
+    run = _snakemake(built, *targets, extra=small, timeout=2400)
     assert run.returncode == 0, run.stderr[-4000:]
     base, sft = _scores(built, "base", "sentiment"), _scores(built, "sft", "sentiment")
     # size-weighted over the four sets (the harness's darija_sentiment group): >= 10 points
@@ -253,25 +244,7 @@ def test_fine_tuning_on_corpora_lowers_held_out_loss(built):
             }
         )
     )
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "sft",
-            "--cores",
-            "2",
-            "--configfile",
-            "configs/corpora.yaml",
-            str(small),
-        ],
-        cwd=built,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    run = _snakemake(built, "sft", extra=small, timeout=1200)
     assert run.returncode == 0, run.stderr[-4000:]
     metrics = json.loads((built / "metrics/train.json").read_text())
     assert metrics["train_rows"] >= 1000
