@@ -214,7 +214,7 @@ def fetch_pretrained(params: BaseModelParams, out: str | Path) -> dict[str, Any]
     tokenizer = AutoTokenizer.from_pretrained(params.name_or_path, revision=revision, trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(
         params.name_or_path, revision=revision, trust_remote_code=False, dtype="auto",
-        attn_implementation="eager",
+        attn_implementation="eager", use_safetensors=True,  # never unpickle a downloaded *.bin
     )
     vocab = tokenizer.get_vocab()
     template = "kept"

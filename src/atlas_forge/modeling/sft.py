@@ -457,6 +457,9 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
     trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(tmp_adapter))
     if main:
+        # Trainer.save_model also pickles its TrainingArguments (training_args.bin): the adapter ships
+        # safetensors only (issue 13 item 6); the arguments are in the card and metrics
+        (tmp_adapter / "training_args.bin").unlink(missing_ok=True)
         tokenizer.save_pretrained(tmp_adapter)
         swap_dir(tmp_adapter, adapter)
     trainer.accelerator.wait_for_everyone()
