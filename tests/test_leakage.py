@@ -17,8 +17,6 @@ from atlas_forge.instruct import PAPER_DIRECTIONS, InstructConfig, build_instruc
 from atlas_forge.split import SplitConfig, split_table
 from atlas_forge.textnorm import normalize_arabic
 
-from .conftest import ROOT
-
 SEED, TEST_FRACTION = 5, 0.3
 
 
@@ -233,20 +231,22 @@ def test_short_bench_items_shared_across_sources_are_removed():
     assert kept.height  # rows of sentences that no bench set holds stay
 
 
-BUILT = ROOT / "data" / "processed" / "mixture"
-
-
-@pytest.mark.skipif(not (BUILT / "train.parquet").exists(), reason="default pipeline not built here")
-def test_built_mixture_and_bench_sets_share_no_source_row():
-    """On the artifacts of a build (cheap: reads parquet): mixture train/test, and bench vs train."""
-    train = pl.read_parquet(BUILT / "train.parquet")
-    test = pl.read_parquet(BUILT / "test.parquet")
+@pytest.mark.slow
+def test_built_mixture_and_bench_sets_share_no_source_row(default_build):
+    """On the artifacts of the default build (shared with the other end-to-end tests): mixture
+    train/test, and bench vs train."""
+    built = default_build / "data" / "processed" / "mixture"
+    train = pl.read_parquet(built / "train.parquet")
+    test = pl.read_parquet(built / "test.parquet")
+    assert train.height and test.height
     assert shared_source_rows(train, test) == set()
-    benches = [pl.read_parquet(p) for p in sorted((ROOT / "data/interim/split").glob("*/bench.parquet"))]
+    benches = [
+        pl.read_parquet(p) for p in sorted((default_build / "data/interim/split").glob("*/bench.parquet"))
+    ]
     bench = pl.concat([b for b in benches if b.height])
     bench_pairs = bench.filter(pl.col("task") == "translation")
-    if bench_pairs.height:
-        assert _bench_leaks(train, bench_pairs) == set()
+    assert bench_pairs.height
+    assert _bench_leaks(train, bench_pairs) == set()
     # no bench item's own id is a training row's source row
     assert not set(bench["id"]) & {k for ks in mixture.source_keys(train) for k in ks}
 
