@@ -119,8 +119,8 @@ def lm_eval_tasks(kind: str, shots: int) -> dict[str, dict]:
             out[f"af_mmlu_{subj}_{shots}"] = {
                 "include": _stock("darijammlu/_default_darijammlu_template_yaml"),
                 "data_files": {
-                    "test": _fixture("DarijaMMLU", subj, "test.jsonl"),
-                    "dev": _fixture("DarijaMMLU", subj, "dev.jsonl"),
+                    "test": _fixture("DarijaMMLU", subj, "test-00000-of-00001.jsonl"),
+                    "dev": _fixture("DarijaMMLU", subj, "dev-00000-of-00001.jsonl"),
                 },
                 "group": subj,
             }
@@ -128,8 +128,8 @@ def lm_eval_tasks(kind: str, shots: int) -> dict[str, dict]:
         out[f"af_hellaswag_{shots}"] = {
             "include": _stock("darijahellaswag/darijahellaswag.yaml"),
             "data_files": {
-                "train": _fixture("DarijaHellaSwag", "data", "train.jsonl"),
-                "validation": _fixture("DarijaHellaSwag", "data", "validation.jsonl"),
+                "train": _fixture("DarijaHellaSwag", "data", "train-00000-of-00001.jsonl"),
+                "validation": _fixture("DarijaHellaSwag", "data", "validation-00000-of-00001.jsonl"),
             },
         }
     elif kind == "belebele":
@@ -141,7 +141,7 @@ def lm_eval_tasks(kind: str, shots: int) -> dict[str, dict]:
         for split in ("mac", "myc"):
             out[f"af_sentiment_{split}"] = {
                 "include": _stock(f"darija_bench/darija_sentiment/darija_sentiment_{split}.yaml"),
-                "data_files": {split: _fixture("DarijaBench", "data", f"{split}.jsonl")},
+                "data_files": {split: _fixture("DarijaBench", "data", f"{split}-00000-of-00001.jsonl")},
                 "source": f"db_{split}",
             }
     elif kind == "generation":
@@ -149,7 +149,7 @@ def lm_eval_tasks(kind: str, shots: int) -> dict[str, dict]:
         for code in ("dr_en", "en_dr"):
             out[f"af_translation_{code}"] = {
                 "include": _stock(f"darija_bench/darija_translation/doda_translation_{code}.yaml"),
-                "data_files": {"doda": _fixture("DarijaBench", "data", "doda.jsonl")},
+                "data_files": {"doda": _fixture("DarijaBench", "data", "doda-00000-of-00001.jsonl")},
                 "metric_list": bleu,
                 "task": "translation",
                 "direction": code,
@@ -157,14 +157,16 @@ def lm_eval_tasks(kind: str, shots: int) -> dict[str, dict]:
         for code in ("dr_ar", "ar_dr"):
             out[f"af_transliteration_{code}"] = {
                 "include": _stock(f"darija_bench/darija_transliteration/translation_{code}.yaml"),
-                "data_files": {"transliteration": _fixture("DarijaBench", "data", "transliteration.jsonl")},
+                "data_files": {
+                    "transliteration": _fixture("DarijaBench", "data", "transliteration-00000-of-00001.jsonl")
+                },
                 "metric_list": bleu,
                 "task": "transliteration",
                 "direction": code,
             }
         out["af_summarization"] = {
             "include": _stock("darija_bench/darija_summarization/summarization.yaml"),
-            "data_files": {"marsum": _fixture("DarijaBench", "data", "marsum.jsonl")},
+            "data_files": {"marsum": _fixture("DarijaBench", "data", "marsum-00000-of-00001.jsonl")},
             # ROUGE and BERTScore: the stock task loads them from the Hub (evaluate.load); chrF is local
             "metric_list": [{"metric": "chrf"}],
             "task": "summarization",

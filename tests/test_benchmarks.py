@@ -52,15 +52,18 @@ def _docs(path: Path) -> list[dict]:
         (
             "darijammlu",
             "darijammlu/_default_darijammlu_template_yaml",
-            {"test": "DarijaMMLU/reading/test.jsonl", "dev": "DarijaMMLU/reading/dev.jsonl"},
+            {
+                "test": "DarijaMMLU/reading/test-00000-of-00001.jsonl",
+                "dev": "DarijaMMLU/reading/dev-00000-of-00001.jsonl",
+            },
             "test",
         ),
         (
             "darijahellaswag",
             "darijahellaswag/darijahellaswag.yaml",
             {
-                "train": "DarijaHellaSwag/data/train.jsonl",
-                "validation": "DarijaHellaSwag/data/validation.jsonl",
+                "train": "DarijaHellaSwag/data/train-00000-of-00001.jsonl",
+                "validation": "DarijaHellaSwag/data/validation-00000-of-00001.jsonl",
             },
             "validation",
         ),
@@ -68,25 +71,25 @@ def _docs(path: Path) -> list[dict]:
         (
             "darija_sentiment",
             "darija_bench/darija_sentiment/darija_sentiment_mac.yaml",
-            {"mac": "DarijaBench/data/mac.jsonl"},
+            {"mac": "DarijaBench/data/mac-00000-of-00001.jsonl"},
             "mac",
         ),
         (
             "darija_translation",
             "darija_bench/darija_translation/doda_translation_all.yaml",
-            {"doda": "DarijaBench/data/doda.jsonl"},
+            {"doda": "DarijaBench/data/doda-00000-of-00001.jsonl"},
             "doda",
         ),
         (
             "darija_transliteration",
             "darija_bench/darija_transliteration/transliteration_all.yaml",
-            {"transliteration": "DarijaBench/data/transliteration.jsonl"},
+            {"transliteration": "DarijaBench/data/transliteration-00000-of-00001.jsonl"},
             "transliteration",
         ),
         (
             "darija_summarization",
             "darija_bench/darija_summarization/summarization.yaml",
-            {"marsum": "DarijaBench/data/marsum.jsonl"},
+            {"marsum": "DarijaBench/data/marsum-00000-of-00001.jsonl"},
             "marsum",
         ),
     ],

@@ -109,6 +109,14 @@ def _int_target(key: str) -> Callable[[dict], int]:
     return lambda doc: int(doc[key])
 
 
+def _darijabench_generation(name: str) -> Family:
+    """A DarijaBench translation-style task: prompt and reference from `messages`, BLEU/chrF/TER."""
+    return Family(
+        name, "generate_until", messages_text, messages_target, metrics=("bleu", "chrf", "ter"),
+        until=tuple(DARIJABENCH_UNTIL), chat_template=True,
+    )
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
@@ -134,24 +142,8 @@ FAMILIES: dict[str, Family] = {
         ),
         # choices per source (2 or 3 letters) come from the task config, as the harness's per-split YAMLs
         Family("darija_sentiment", "multiple_choice", sentiment_text, sentiment_target),
-        Family(
-            "darija_translation",
-            "generate_until",
-            messages_text,
-            messages_target,
-            metrics=("bleu", "chrf", "ter"),
-            until=tuple(DARIJABENCH_UNTIL),
-            chat_template=True,
-        ),
-        Family(
-            "darija_transliteration",
-            "generate_until",
-            messages_text,
-            messages_target,
-            metrics=("bleu", "chrf", "ter"),
-            until=tuple(DARIJABENCH_UNTIL),
-            chat_template=True,
-        ),
+        _darijabench_generation("darija_translation"),
+        _darijabench_generation("darija_transliteration"),
         Family(
             "darija_summarization",
             "generate_until",

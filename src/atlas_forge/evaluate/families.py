@@ -26,18 +26,12 @@ import polars as pl
 
 from atlas_forge import benchmarks, records
 from atlas_forge.evaluate import metrics, resume
-from atlas_forge.evaluate.loglik import LoglikScorer, Request
+from atlas_forge.evaluate.bertscore import BertScoreConfig, from_config
+from atlas_forge.evaluate.loglik import LoglikScorer, Request, tok_encode
 
 log = logging.getLogger(__name__)
 
 FAMILY_NAMES = (*benchmarks.FAMILIES, "judge")
-
-
-@dataclass
-class BertScoreConfig:
-    model: str  # Hub id or local folder (the harness: SI2M-Lab/DarijaBERT for summarization)
-    num_layers: int | None = None  # the harness passes 12
-    batch_size: int = 32
 
 
 @dataclass
@@ -247,8 +241,7 @@ def encode_chat(tokenizer, instruction: str) -> list[int]:
 def encode_prompt(tokenizer, text: str) -> list[int]:
     """lm-eval's rule: no special tokens when the text already starts with BOS, else the tokenizer's
     own (loaded with add_bos_token as the harness loads it)."""
-    bos = tokenizer.bos_token
-    return tokenizer.encode(text, add_special_tokens=not (bos and text.startswith(bos)))
+    return tok_encode(tokenizer, text, add_bos=True)
 
 
 def stop_token_ids(tokenizer, model) -> list[int]:
@@ -352,11 +345,7 @@ def _generation_scores(cfg: TaskConfig, preds: list[str], refs: list[str]) -> di
     if "rouge1" in fam.metrics:
         scores.update(metrics.rouge(preds, refs, tokenizer=cfg.rouge_tokenizer))
         scores["chrf"] = metrics.chrf(preds, refs)
-    if cfg.bertscore is not None:
-        from atlas_forge.evaluate.bertscore import bertscore
-
-        bs = cfg.bertscore
-        scores["bertscore"] = bertscore(preds, refs, bs.model, bs.num_layers, bs.batch_size)
+    scores.update(from_config(cfg.bertscore, preds, refs))
     return scores
 
 
