@@ -48,6 +48,8 @@ class SftParams:
     max_steps: int = -1  # > 0 overrides epochs
     learning_rate: float = 2e-3
     warmup_ratio: float = 0.03
+    # per process: the global batch is per_device_batch_size x processes x gradient_accumulation_steps
+    # (logged at the start); the same global batch gives the same curve on 1 or N processes
     per_device_batch_size: int = 16
     per_device_eval_batch_size: int = 32
     gradient_accumulation_steps: int = 1
@@ -180,6 +182,11 @@ def resumable_trainer(trainer_cls, data_seed: int):
       yet restored), not what the uninterrupted run had at that epoch's start, so the epoch's batches
       differ. Here the shuffle of epoch e is seeded by data_seed + e alone (as accelerate's seedable
       random sampler does for train_sampling: random), and consumes no global RNG.
+    - several processes: transformers groups by length over per-device batch x accumulation, so the
+      index order (its mega-batches) changes with the process count. Here it is grouped over the
+      global batch (x world size); accelerate then deals consecutive per-device slices to the ranks,
+      so one optimizer step of N processes takes exactly the rows, in the order, of 1 process with an
+      N times larger per-device batch (tests/test_distributed.py).
     - train loss: the Trainer keeps the running loss sum and the part not yet logged in memory only,
       and on resume reports the mean of the resumed steps. Both are saved in each checkpoint's
       trainer_state.json (written last, so a checkpoint that has it is complete) and restored when
@@ -203,7 +210,8 @@ def resumable_trainer(trainer_cls, data_seed: int):
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
             if type(sampler) is LengthGroupedSampler:
-                return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, data_seed)
+                global_batch = sampler.batch_size * self.args.world_size
+                return EpochSeededLengthGroupedSampler(global_batch, sampler.lengths, data_seed)
             return sampler
 
         def _save_checkpoint(self, model, trial):
@@ -227,6 +235,28 @@ def restore_loss_ledger(trainer) -> None:
     trainer._total_loss_scalar = float(ledger["total"])
     trainer._tr_loss.fill_(float(ledger["unlogged"]))
     trainer._globalstep_last_logged = int(ledger["last_logged"])
+
+
+def rewrap_after_eval(trainer) -> None:
+    """Let train() wrap the model in DDP after an evaluate() that came first.
+
+    trainer.evaluate() before train() prepares the bare model in accelerate's evaluation mode (no DDP)
+    and marks it prepared; train()'s prepare then returns it as it is, so with several processes each
+    rank steps on its own gradients, never all-reduced (measured: per-rank grad norms differ from step
+    1, the loss curve drifts from the 1-process one). Dropping the mark (and the autocast wrapper that
+    prepare put on forward) makes train() wrap it. FSDP and DeepSpeed prepare in full for evaluation
+    and keep that model; a single process has nothing to wrap.
+    """
+    model, acc = trainer.model, trainer.accelerator
+    if trainer.args.world_size <= 1 or trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        return
+    if trainer.model_wrapped is not model or not getattr(model, "_is_accelerate_prepared", False):
+        return
+    del model._is_accelerate_prepared
+    if "_original_forward" in model.__dict__:
+        del model.__dict__["_original_forward"]
+        model.__dict__.pop("forward", None)
+    acc._models[:] = [m for m in acc._models if m is not model]
 
 
 def loss_rows(log_history: list[dict[str, Any]]) -> list[tuple[int, float | None, float | None]]:
@@ -314,36 +344,12 @@ Outputs: `adapter/` (LoRA, safetensors) and `merged/` (adapter merged into the b
 """
 
 
-def run(params: SftParams, base: str, train: str, test: str, adapter: str, merged: str, card: str,
-        checkpoints: str, metrics_path: str, loss_path: str, plot_path: str,
-        threads: int = 1) -> dict[str, Any]:
-    import torch
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+def training_args(params: SftParams, checkpoints: str, cuda: bool):
+    """TRL's SFTConfig from the params. Creating it sets up torch.distributed when launched with
+    several processes (accelerate launch, torchrun)."""
+    from trl import SFTConfig
 
-    torch.set_num_threads(max(1, threads))
-    base_info_path = Path(base) / "base_model.json"
-    base_info = io.read_json(base_info_path) if base_info_path.exists() else {"name_or_path": base}
-
-    # add_bos_token as lm-eval loads it: plain-format rows must be tokenized as they are scored (the
-    # chat template emits its own BOS and is tokenized without special tokens either way)
-    tokenizer = AutoTokenizer.from_pretrained(base, add_bos_token=True)
-    train_ds = load_chats(train, params.system_message, tokenizer)
-    test_ds = load_chats(test, params.system_message, tokenizer)
-    test_rows = len(test_ds)
-    test_ds = eval_sample(test_ds, params.max_eval_rows, params.seed)
-    log.info("sft: %d train rows, %d test rows (%d scored)", len(train_ds), test_rows, len(test_ds))
-
-    cuda = torch.cuda.is_available()
-    model = AutoModelForCausalLM.from_pretrained(
-        base, attn_implementation="eager", dtype=torch.bfloat16 if (params.bf16 and cuda) else torch.float32
-    )
-
-    fp = fingerprint(params, base, train, test)
-    resume = prepare_checkpoints(checkpoints, fp)
-
-    args = SFTConfig(
+    return SFTConfig(
         output_dir=checkpoints,
         num_train_epochs=params.epochs,
         max_steps=params.max_steps,
@@ -378,7 +384,135 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        # LoRA (and modules_to_save) take part in every forward: DDP need not search for unused ones
+        ddp_find_unused_parameters=False,
     )
+
+
+def load_base(base: str, params: SftParams, cuda: bool):
+    """The base model, its weights read from disk once per node rather than once per rank.
+
+    Under FSDP with fsdp_cpu_ram_efficient_loading (configs/accelerate_fsdp.yaml; accelerate launch
+    exports ACCELERATE_USE_FSDP and FSDP_CPU_RAM_EFFICIENT_LOADING), only local rank 0 reads them; the
+    other ranks build the model with its parameters on the meta device (buffers, e.g. the rotary
+    frequencies, computed for real: accelerate re-registers them and does not send them), to be
+    filled from rank 0 (accelerate's FSDP2 prepare broadcasts rank 0's state dict; without FSDP,
+    share_rank0_weights). transformers 5.24's from_pretrained does not do this itself: it checks
+    the same flags but reads the whole checkpoint on every rank (measured). torch.distributed must be
+    set up before (training_args). Logged per rank (tests/test_distributed.py reads it).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if (params.bf16 and cuda) else torch.float32
+    if rank0_reads_weights() and local_rank() != 0:
+        from accelerate import init_empty_weights
+        from transformers import AutoConfig
+
+        with init_empty_weights(include_buffers=False):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base),
+                                                     attn_implementation="eager", dtype=dtype)
+        model.tie_weights()  # init_empty_weights re-registers each parameter, which unties them
+    else:
+        model = AutoModelForCausalLM.from_pretrained(base, attn_implementation="eager", dtype=dtype)
+    n = sum(p.numel() for p in model.parameters())
+    on_meta = sum(p.numel() for p in model.parameters() if p.device.type == "meta")
+    log.info("sft: rank %d loaded the base model: %d of %d parameters read from disk, %d on meta",
+             global_rank(), n - on_meta, n, on_meta)
+    return model
+
+
+def rank0_reads_weights() -> bool:
+    """FSDP's RAM-efficient loading asked for (transformers' own test, is_fsdp_enabled: the env that
+    accelerate launch sets from the config, and torch.distributed set up)."""
+    from transformers.integrations import is_fsdp_enabled
+
+    return is_fsdp_enabled()
+
+
+def local_rank() -> int:
+    import os
+
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def global_rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def accelerate_shards(args) -> bool:
+    """Whether the Trainer's accelerator will use FSDP: the launch asked for it and the processes are
+    on accelerators (accelerate turns ACCELERATE_USE_FSDP into FSDP for multi-GPU-like states only;
+    on CPU it stays MULTI_CPU, i.e. DDP)."""
+    import os
+
+    from accelerate.utils import DistributedType
+
+    state = getattr(args, "distributed_state", None)
+    wanted = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    return wanted and state is not None and state.distributed_type not in (DistributedType.NO,
+                                                                           DistributedType.MULTI_CPU)
+
+
+def share_rank0_weights(model, fsdp: bool) -> None:
+    """Give ranks that built the model on meta (load_base) rank 0's weights, where FSDP will not.
+
+    accelerate shards with FSDP on accelerators only: on CPU (gloo) the same launch with the FSDP
+    config trains with DDP, whose wrapper would broadcast rank 0's parameters too, but only at train()
+    while the held-out loss of the base model is measured before. Every parameter and buffer is sent
+    (persistent or not, tied ones twice), in the same order on every rank.
+    """
+    import torch.distributed as dist
+
+    if fsdp or not dist.is_initialized() or not rank0_reads_weights():
+        return
+    if any(p.device.type == "meta" for p in model.parameters()):
+        model.to_empty(device="cpu")
+        model.tie_weights()
+    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    for _, t in tensors:
+        dist.broadcast(t.data, src=0)
+
+
+def run(params: SftParams, base: str, train: str, test: str, adapter: str, merged: str, card: str,
+        checkpoints: str, metrics_path: str, loss_path: str, plot_path: str,
+        threads: int = 1) -> dict[str, Any]:
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import SFTTrainer
+
+    torch.set_num_threads(max(1, threads))
+    base_info_path = Path(base) / "base_model.json"
+    base_info = io.read_json(base_info_path) if base_info_path.exists() else {"name_or_path": base}
+
+    # add_bos_token as lm-eval loads it: plain-format rows must be tokenized as they are scored (the
+    # chat template emits its own BOS and is tokenized without special tokens either way)
+    tokenizer = AutoTokenizer.from_pretrained(base, add_bos_token=True)
+    train_ds = load_chats(train, params.system_message, tokenizer)
+    test_ds = load_chats(test, params.system_message, tokenizer)
+    test_rows = len(test_ds)
+    test_ds = eval_sample(test_ds, params.max_eval_rows, params.seed)
+    log.info("sft: %d train rows, %d test rows (%d scored)", len(train_ds), test_rows, len(test_ds))
+
+    cuda = torch.cuda.is_available()
+    # before the model: the arguments set up torch.distributed (one process per rank under accelerate
+    # launch or torchrun), and from_pretrained must see it (load_base)
+    args = training_args(params, checkpoints, cuda)
+    log.info("sft: global batch %d = %d per device x %d processes x %d accumulation steps",
+             params.per_device_batch_size * args.world_size * params.gradient_accumulation_steps,
+             params.per_device_batch_size, args.world_size, params.gradient_accumulation_steps)
+    model = load_base(base, params, cuda)
+    share_rank0_weights(model, fsdp=accelerate_shards(args))
+
+    fp = fingerprint(params, base, train, test)
+    # rank 0 first: it alone removes another run's checkpoints or a partial one; the others then find
+    # the folder as it left it
+    with args.main_process_first(local=False, desc="checkpoints"):
+        resume = prepare_checkpoints(checkpoints, fp)
+
     peft_config = LoraConfig(
         r=params.lora.r,
         lora_alpha=params.lora.alpha,
@@ -399,7 +533,7 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
             restore_loss_ledger(self.trainer)
 
         def on_log(self, args, state, control, logs=None, **kw):
-            if logs:
+            if logs and state.is_world_process_zero:  # every rank gets the same (gathered) figures
                 shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}
                 log.info("step %d/%d %s", state.global_step, state.max_steps, shown)
 
@@ -417,6 +551,7 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
 
     eval_base = trainer.evaluate(metric_key_prefix="eval")["eval_loss"]
     log.info("held-out loss of the base model: %.4f", eval_base)
+    rewrap_after_eval(trainer)
     if resume:
         log.info("resuming from checkpoint %s", Path(resume).name)
     trainer.train(resume_from_checkpoint=resume)
