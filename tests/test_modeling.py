@@ -200,6 +200,39 @@ def test_base_model_params_are_checked():
         config.parse(base_model.BaseModelParams, {"model": {"hidden_sise": 3}}, "base_model")
 
 
+def test_parallel_texts_make_one_document_per_row(tmp_path):
+    from atlas_forge.modeling.base_model import load_texts
+
+    texts = {"ary_Arab": "واش نتا مزيان؟", "ary_Latn": "wach nta mzyan?", "eng_Latn": "Are you well?"}
+    latin = [{"role": "user", "content": texts["ary_Latn"]}]
+    rows = [records.make_record("pairs", f"r{i}", "translation", latin, "ary_Latn", meta={"texts": texts})
+            for i in range(8)]
+    rows.append(records.make_record("pairs", "solo", "translation", [{"role": "user", "content": "غير هادي"}],
+                                    "ary_Arab", meta={"texts": {"ary_Arab": "غير هادي"}}))
+    path = write_rows(tmp_path / "pairs.parquet", rows)
+    assert load_texts([path]) == [texts["ary_Latn"]] * 8 + ["غير هادي"]
+    docs = load_texts([path], parallel_texts=True)
+    assert docs[-1] == "غير هادي"  # one version: its message, as without the option
+    forward = "\n".join(texts[k] for k in sorted(texts))
+    backward = "\n".join(texts[k] for k in sorted(texts, reverse=True))
+    assert set(docs[:-1]) == {forward, backward}  # both orders occur, each row in one of them
+    assert load_texts([path], parallel_texts=True) == docs  # the order is the row id's, not random
+
+
+def test_query_pre_attn_scalar_defaults_to_gemma_and_zero_means_head_dim(tokenizer):
+    from atlas_forge import config
+    from atlas_forge.modeling import base_model
+
+    def built(model_spec):
+        spec = {**TINY_BASE, "model": {**TINY_BASE["model"], **model_spec}}
+        params = config.parse(base_model.BaseModelParams, spec, "base_model")
+        return base_model.build_tiny_model(params, tokenizer).config.query_pre_attn_scalar
+
+    assert built({}) == 256
+    assert built({"query_pre_attn_scalar": 0}) == TINY_BASE["model"]["head_dim"]
+    assert built({"query_pre_attn_scalar": 64}) == 64
+
+
 # --- sft -----------------------------------------------------------------------------------------
 
 def test_eval_sample_is_seeded_ordered_and_bounded():

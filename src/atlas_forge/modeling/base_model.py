@@ -7,6 +7,8 @@ Output folder: safetensors weights, tokenizer (with the chat template), `base_mo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import time
@@ -38,6 +40,10 @@ class ModelParams:
     head_dim: int = 32
     max_position_embeddings: int = 512
     sliding_window: int = 256
+    # Gemma 2 scales attention logits by query_pre_attn_scalar**-0.5. Its config default, 256, is
+    # Gemma-2-2B's head_dim; on the tiny model's 32-wide heads it keeps attention ~3x flatter than
+    # 1/sqrt(head_dim), which measurably slowed learning to attend to a source sentence. 0: head_dim.
+    query_pre_attn_scalar: int = 256
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,10 @@ class PretrainParams:
     learning_rate: float = 2e-3
     warmup_steps: int = 10
     weight_decay: float = 0.0
+    # ours: a row that carries one sentence in several scripts/languages (meta.texts: DODa, NLLB Seed)
+    # becomes one document with all of them, one per line, as bilingual pages are in web corpora;
+    # false: only its message text. Train rows only (base_model reads the split's train tables).
+    parallel_texts: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,16 +80,33 @@ class BaseModelParams:
             )
 
 
-def load_texts(paths: list[str]) -> list[str]:
-    """Every non-empty message content of the canonical tables, in file and row order."""
+def load_texts(paths: list[str], parallel_texts: bool = False) -> list[str]:
+    """Every non-empty message content of the canonical tables, in file and row order. With
+    parallel_texts, a row whose meta.texts holds two or more versions gives one document of all of
+    them instead, one per line; the order alternates with the row id so both directions are seen."""
     df = io.read_tables(paths, PHASE)
+    metas = df["meta"].to_list() if parallel_texts and "meta" in df.columns else [None] * df.height
     texts: list[str] = []
-    for messages in df["messages"].to_list():
+    for rid, messages, meta in zip(df["id"].to_list(), df["messages"].to_list(), metas, strict=True):
+        versions = _parallel_versions(meta)
+        if len(versions) >= 2:
+            flip = int(hashlib.sha256(str(rid).encode()).hexdigest(), 16) % 2
+            texts.append("\n".join(reversed(versions) if flip else versions))
+            continue
         for m in messages or []:
             content = (m.get("content") or "").strip()
             if content:
                 texts.append(content)
     return texts
+
+
+def _parallel_versions(meta) -> list[str]:
+    if not meta:
+        return []
+    if isinstance(meta, str):
+        meta = json.loads(meta)
+    found = meta.get("texts") or {}
+    return [found[k].strip() for k in sorted(found) if isinstance(found[k], str) and found[k].strip()]
 
 
 def build_tiny_model(params: BaseModelParams, tokenizer):
@@ -98,6 +125,7 @@ def build_tiny_model(params: BaseModelParams, tokenizer):
         head_dim=m.head_dim,
         max_position_embeddings=m.max_position_embeddings,
         sliding_window=m.sliding_window,
+        query_pre_attn_scalar=m.query_pre_attn_scalar or m.head_dim,
         pad_token_id=ids(PAD),
         bos_token_id=ids(BOS),
         eos_token_id=[ids(EOS), ids(END_OF_TURN)],
@@ -176,7 +204,7 @@ def pretrain(model, tokenizer, texts: list[str], params: BaseModelParams) -> dic
 def build_tiny(params: BaseModelParams, text_paths: list[str], out: str | Path) -> dict[str, Any]:
     from atlas_forge.modeling.tokenizer import train_tokenizer
 
-    texts = load_texts(text_paths)
+    texts = load_texts(text_paths, params.pretrain.parallel_texts)
     if not texts:
         raise ValueError(f"no text to train the tiny model on in {text_paths or '(no --text tables)'}")
     log.info("training a %d-token BPE on %d texts", params.tokenizer.vocab_size, len(texts))
