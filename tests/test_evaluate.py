@@ -167,7 +167,7 @@ def _reference_loglik(model, ids: list[int], n_ctx: int) -> float:
 
 
 def test_scorer_paths_match_plain_forward(tiny):
-    """Letter fast path and KV-cache path equal one unbatched forward over ctx+cont."""
+    """Letter rows (one position per context) and packed endings equal one unbatched forward over ctx+cont."""
     from atlas_forge.evaluate.loglik import LoglikScorer, Request
 
     _, model, tok = tiny
@@ -184,6 +184,38 @@ def test_scorer_paths_match_plain_forward(tiny):
                 assert ll == pytest.approx(
                     _reference_loglik(model, enc.ctx + enc.cont, len(enc.ctx)), abs=1e-4
                 )
+
+
+def test_scorer_prefix_tree_rows_match_plain_forward(tiny):
+    """Prefix-tree rows (one few-shot prefix for several items, one context for all its endings) equal
+    one plain forward per request, also when rows reach past a sliding window (Gemma 2's local layers,
+    whose mask the scorer builds in positions)."""
+    import copy
+
+    from atlas_forge.evaluate.loglik import LoglikScorer, Request
+
+    _, model, tok = tiny
+    shots = "سؤال: فين الدار ديالك؟ الجواب: كازا\n" * 3
+    groups = [
+        [Request(shots + q, " " + c) for c in ("مزيان بزاف", "خايب", "لاباس عليك")]
+        for q in ("واش نتا مزيان", "كيداير اليوم", "شنو سميتك")
+    ]
+    for window in (None, 8):
+        m = copy.deepcopy(model)
+        if window:
+            m.config.sliding_window = window
+        for bs in (1, 4):
+            scorer = LoglikScorer(m, tok, batch_size=bs)
+            rows = []
+            batches = scorer._batches
+            scorer._batches = lambda r, batches=batches, rows=rows: rows.extend(r) or batches(r)
+            got = scorer.score_groups(groups)
+            assert len(rows) < 3 and not all(r.chain for r in rows)  # shared prefixes, packed
+            for group, res in zip(groups, got, strict=True):
+                for req, (ll, _) in zip(group, res, strict=True):
+                    enc = scorer.encode_pair(req.context, req.continuation)
+                    ref = _reference_loglik(m, enc.ctx + enc.cont, len(enc.ctx))
+                    assert ll == pytest.approx(ref, abs=1e-4)
 
 
 # --- families -------------------------------------------------------------------------------------

@@ -11,19 +11,30 @@ lm-eval's rule, mirrored here:
   every continuation token is the argmax.
 
 Speed-ups that do not change the arithmetic beyond float noise:
-- requests are grouped by context; when every continuation of a context is one token (letters
-  A/B/C/D), the context runs once and each choice is read off the last position;
-- otherwise the context runs once with its KV cache, which is repeated for all of that context's
-  continuations, then the continuations run together (right padded);
-- contexts are processed longest first (lm-eval's order), with a tqdm bar in items/s.
+- logits only where a score is read (`logits_to_keep`): lm-eval computes the LM head and a
+  log-softmax over every position of every sequence, which dominates its cost for Gemma 2's 256,000
+  words; here the model's own head (softcapping included) runs on the scored positions only;
+- shared prefixes are computed once: every request is lm-eval's sequence (context, trimmed as lm-eval
+  trims it, + continuation minus its last token). Sequences are sorted, and those that share at least
+  a quarter of their tokens with the previous one go into one row as a prefix tree: each token appears
+  once per row, position ids are its depth, and a 4-D attention mask lets a token see exactly its
+  ancestors, i.e. its own sequence's earlier tokens. So an item's context runs once for all of its
+  endings (HellaSwag), a few-shot prefix once for all the questions that share it (DarijaMMLU dev
+  shots, Belebele), and letters that differ only in their last token read off one position.
+  Sliding-window layers (Gemma 2) get the window in positions, as in the unpacked sequence.
+  A row that is a single path (one sequence and its prefixes) runs without a mask, as lm-eval's.
+  Without a usable 4-D mask (an attention implementation other than eager/sdpa, unknown layer types)
+  only such single-path rows are formed;
+- a row holds at most ROW_FACTOR times its longest sequence, and a batch at most as many tokens as
+  `batch_size` of its longest sequences (lm-eval's batch); rows run widest first, with a tqdm bar
+  in items/s.
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -73,13 +84,80 @@ def encode_pair(
     return ctx, cont
 
 
-def _shared_prefix(members) -> list[int] | None:
-    """The tokens all continuations share except their last one, or None when they differ earlier."""
-    conts = [m[2] for m in members]
-    n = len(conts[0])
-    if any(len(c) != n for c in conts) or any(c[:-1] != conts[0][:-1] for c in conts):
-        return None
-    return list(conts[0][:-1])
+def _common(a: list[int], b: list[int]) -> int:
+    """Length of the common prefix of two token lists."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+@dataclass
+class _Seq:
+    """One request as lm-eval runs it: tokens = context (trimmed) + continuation minus its last token."""
+
+    tokens: list[int]
+    n_ctx: int
+    cont: list[int]
+    request: tuple[int, int]
+
+
+@dataclass
+class _Row:
+    """One model input row, a prefix tree of sequences: parents[i] is the index of token i's parent
+    (-1: a root), positions[i] its depth; targets = per request, [[row index whose logits predict,
+    token], ...]; requests = (group, request) per target list."""
+
+    tokens: list[int] = field(default_factory=list)
+    parents: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    targets: list[list[list[int]]] = field(default_factory=list)
+    requests: list[tuple[int, int]] = field(default_factory=list)
+    longest: int = 0  # longest sequence in the row
+    chain: bool = True  # a single path: plain causal attention, no mask needed
+    path: list[int] = field(default_factory=list)  # row indices of the last sequence added
+
+    def add(self, seq: _Seq, shared: int) -> None:
+        """Add a sequence whose first `shared` tokens are those of the last sequence added."""
+        if shared < len(self.path) and shared < len(seq.tokens):
+            self.chain = False  # it branches off before the end of the last one
+        path = self.path[:shared]
+        for depth in range(shared, len(seq.tokens)):
+            self.parents.append(path[-1] if path else -1)
+            self.positions.append(depth)
+            self.tokens.append(seq.tokens[depth])
+            path.append(len(self.tokens) - 1)
+        if len(path) > len(self.path) or path != self.path[: len(path)]:
+            self.path = path
+        self.longest = max(self.longest, len(seq.tokens))
+        n = seq.n_ctx
+        self.targets.append([[path[n - 1 + k], t] for k, t in enumerate(seq.cont)])
+        self.requests.append(seq.request)
+
+
+ROW_FACTOR = 4  # a packed row holds at most this many times its longest sequence (attention is quadratic)
+
+_LAYER_TYPES = {"full_attention", "sliding_attention"}
+
+
+def packing_masks(model) -> tuple[dict[str, int | None] | None, bool]:
+    """({layer type: sliding window or None}, whether the model takes a dict of masks by layer type),
+    or (None, False) when packed rows are not possible: they need a custom 4-D additive mask, which
+    transformers' eager and sdpa attention take as given (masking_utils returns a 4-D mask as is)."""
+    cfg = model.config
+    if getattr(cfg, "_attn_implementation", None) not in ("eager", "sdpa"):
+        return None, False
+    layer_types = getattr(cfg, "layer_types", None)
+    window = getattr(cfg, "sliding_window", None)
+    if layer_types:
+        if not set(layer_types) <= _LAYER_TYPES:
+            return None, False
+        masks = {t: window if t == "sliding_attention" else None for t in sorted(set(layer_types))}
+        # a dict only where there is more than one kind (Gemma 2's causal_mask_mapping)
+        return masks, len(masks) > 1
+    # no layer types: every layer uses the config's window, if any (a 4-D mask is used as is)
+    return ({"sliding_attention": window} if window else {"full_attention": None}), False
 
 
 class LoglikScorer:
@@ -93,9 +171,9 @@ class LoglikScorer:
         self.max_length = max_length or int(getattr(model.config, "max_position_embeddings", 2048))
         self.bos_str = tokenizer.bos_token
         self.device = next(model.parameters()).device
-        # transformers 5.24 renamed forward(past_key_values=) to forward(cache=)
-        params = inspect.signature(model.forward).parameters
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._dtype = next(model.parameters()).dtype
+        self._keep_kw = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._masks, self._layer_types = packing_masks(model)
 
     # --- tokenization, as lm-eval's HFLM.tok_encode / TemplateLM._encode_pair -----------------
     def tok_encode(self, text: str) -> list[int]:
@@ -115,126 +193,139 @@ class LoglikScorer:
         """
         from tqdm import tqdm
 
-        # encode and regroup by context tokens (an item's choices normally share one context)
-        units: list[tuple[list[int], list[tuple[int, int, list[int]]]]] = []
+        seqs = []
         for gi, group in enumerate(groups):
-            by_ctx: dict[tuple[int, ...], list[tuple[int, int, list[int]]]] = {}
             for ri, req in enumerate(group):
                 enc = self.encode_pair(req.context, req.continuation)
-                by_ctx.setdefault(tuple(enc.ctx), []).append((gi, ri, enc.cont))
-            units.extend((list(ctx), members) for ctx, members in by_ctx.items())
+                ctx = self._trim(enc.ctx, len(enc.cont))
+                seqs.append(_Seq(ctx + enc.cont[:-1], len(ctx), enc.cont, (gi, ri)))
+        rows = self._pack(seqs)
         out: list[list[tuple[float, bool] | None]] = [[None] * len(g) for g in groups]
-        # longest first, like lm-eval (errors and memory peaks show up early)
-        order = sorted(
-            range(len(units)), key=lambda i: -(len(units[i][0]) + max(len(m[2]) for m in units[i][1]))
-        )
-        # continuations that differ only in their last token (letters " A"/" B" that the tokenizer splits
-        # into a space and a letter, or one-token choices) need one sequence per context: ctx + the shared
-        # prefix, every choice read off its last position; they batch across items like lm-eval's
-        # one-token grouping. The arithmetic is the same as scoring each continuation on its own.
-        single = [i for i in order if _shared_prefix(units[i][1]) is not None]
-        multi = [i for i in order if _shared_prefix(units[i][1]) is None]
+        left = [len(g) for g in groups]  # requests not scored yet, per group (for the item bar)
         bar = tqdm(total=len(groups), desc=desc, unit="item", disable=not progress, mininterval=1.0)
-        done_groups: set[int] = set()
-
-        def tick(members):
-            new = {m[0] for m in members} - done_groups
-            done_groups.update(new)
-            bar.update(len(new))
-
-        # one-token continuations: batch contexts (right padded), read the last real position
-        for start in range(0, len(single), self.batch_size):
-            chunk = [units[i] for i in single[start : start + self.batch_size]]
-            prefixes = [_shared_prefix(members) for _, members in chunk]
-            ctxs = [self._trim(ctx, len(p) + 1) for (ctx, _), p in zip(chunk, prefixes, strict=True)]
-            seqs = [c + p for c, p in zip(ctxs, prefixes, strict=True)]
-            conts = [[m[2][-1] for m in members] for _, members in chunk]
-
-            def one_batch(ctxs=ctxs, seqs=seqs, prefixes=prefixes, conts=conts):
-                logprobs = self._forward_right_padded(seqs)
-                batch = []
-                for lp, c, p, cs in zip(logprobs, ctxs, prefixes, conts, strict=True):
-                    # the shared prefix tokens, then the choice's own last token
-                    head = sum(float(lp[len(c) - 1 + k][t]) for k, t in enumerate(p))
-                    head_greedy = all(int(lp[len(c) - 1 + k].argmax()) == t for k, t in enumerate(p))
-                    last = lp[len(c) + len(p) - 1]
-                    best = int(last.argmax())
-                    batch.append([(head + float(last[t]), head_greedy and best == t) for t in cs])
-                return batch
-
+        for chunk in self._batches(rows):
             # an interrupted evaluation's finished batches are reused as they are (evaluate/resume.py)
-            key = {"seqs": seqs, "ctxs": ctxs, "conts": conts}
-            batch = resume.cached("loglik", self.model, key, one_batch)
-            for (_, members), res in zip(chunk, batch, strict=True):
-                for (gi, ri, _), (ll, greedy) in zip(members, res, strict=True):
+            key = [[r.tokens, r.parents, r.targets] for r in chunk]
+            batch = resume.cached("loglik_rows", self.model, key, lambda chunk=chunk: self._score_rows(chunk))
+            for row, res in zip(chunk, batch, strict=True):
+                for (gi, ri), (ll, greedy) in zip(row.requests, res, strict=True):
                     out[gi][ri] = (float(ll), bool(greedy))
-                tick(members)
-        # longer continuations: context once with its KV cache, then all its continuations
-        for i in multi:
-            ctx, members = units[i]
-            conts = [m[2] for m in members]
-            results = resume.cached(
-                "loglik_shared_context", self.model,
-                {"ctx": ctx, "conts": conts, "batch_size": self.batch_size, "max_length": self.max_length},
-                lambda ctx=ctx, conts=conts: self._score_shared_context(ctx, conts),
-            )
-            for (gi, ri, _), (ll, greedy) in zip(members, results, strict=True):
-                out[gi][ri] = (float(ll), bool(greedy))
-            tick(members)
+                    left[gi] -= 1
+                    bar.update(int(left[gi] == 0))
         bar.close()
         return out  # type: ignore[return-value]
 
     def _trim(self, ctx: list[int], cont_len: int) -> list[int]:
         # lm-eval keeps the last max_length+1 tokens of ctx+cont and drops the final one
         keep = self.max_length + 1 - cont_len
+        if keep < 1:
+            raise ValueError(f"a continuation of {cont_len} tokens leaves no room for its context")
         return ctx[-keep:] if len(ctx) > keep else ctx
 
-    def _forward_right_padded(self, seqs: list[list[int]]) -> list[torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        for j, s in enumerate(seqs):
-            ids[j, : len(s)] = torch.tensor(s, dtype=torch.long)
-        # no attention mask, as lm-eval: right padding never reaches earlier positions (causal)
-        logits = self.model(input_ids=ids.to(self.device)).logits
-        lp = F.log_softmax(logits.float(), dim=-1).cpu()
-        return [lp[j, : len(s)] for j, s in enumerate(seqs)]
+    def _pack(self, seqs: list[_Seq]) -> list[_Row]:
+        """Rows of sequences that share prefixes (see the module docstring); independent of batch_size."""
+        rows: list[_Row] = []
+        row: _Row | None = None
+        for seq in sorted(seqs, key=lambda q: q.tokens):  # stable: equal sequences keep request order
+            if row is not None:
+                shared = _common([row.tokens[i] for i in row.path], seq.tokens)
+                added = len(seq.tokens) - shared
+                extends = shared == len(row.path) and row.chain  # the row stays one path
+                if extends or (
+                    self._masks is not None
+                    and 4 * shared >= len(seq.tokens)
+                    and len(row.tokens) + added <= ROW_FACTOR * max(row.longest, len(seq.tokens))
+                ):
+                    row.add(seq, shared)
+                    continue
+            row = _Row()
+            rows.append(row)
+            row.add(seq, 0)
+        return rows
 
-    def _score_shared_context(self, ctx: list[int], conts: list[list[int]]) -> list[tuple[float, bool]]:
-        longest = max(len(c) for c in conts)
-        ctx = self._trim(ctx, longest)
-        if len(ctx) + longest - 1 > self.max_length:  # pragma: no cover - only with tiny max_length
-            raise ValueError("context + continuation exceed the model's max length")
-        first = self.model(input_ids=torch.tensor([ctx], device=self.device), use_cache=True)
-        last_lp = F.log_softmax(first.logits[0, -1].float(), dim=-1).cpu()
-        results: list[tuple[float, bool]] = [(0.0, True)] * len(conts)
-        tails = [(j, c) for j, c in enumerate(conts) if len(c) > 1]
-        for j, c in enumerate(conts):
-            if len(c) == 1:
-                results[j] = (float(last_lp[c[0]]), int(last_lp.argmax()) == c[0])
-        for start in range(0, len(tails), self.batch_size):
-            chunk = tails[start : start + self.batch_size]
-            past = first.cache if getattr(first, "cache", None) is not None else first.past_key_values
-            if start + self.batch_size < len(tails):
-                past = copy.deepcopy(past)  # repeat and the forward below change the cache in place
-            past.batch_repeat_interleave(len(chunk))
-            width = max(len(c) - 1 for _, c in chunk)
-            pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            for k, (_, c) in enumerate(chunk):
-                ids[k, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
-            n = len(ctx)
-            pos = torch.arange(n, n + width).unsqueeze(0).expand(len(chunk), -1)
-            mask = torch.ones(len(chunk), n + width, dtype=torch.long)
-            logits = self.model(
-                input_ids=ids.to(self.device), **{self._cache_kw: past}, position_ids=pos.to(self.device),
-                attention_mask=mask.to(self.device), use_cache=True,
-            ).logits
-            lp = F.log_softmax(logits.float(), dim=-1).cpu()
-            for k, (j, c) in enumerate(chunk):
-                t = torch.tensor(c, dtype=torch.long)
-                rows = torch.cat([last_lp.unsqueeze(0), lp[k, : len(c) - 1]], dim=0)
-                total = float(rows.gather(1, t.unsqueeze(1)).sum())
-                greedy = bool((rows.argmax(-1) == t).all())
-                results[j] = (total, greedy)
-        return results
+    def _batches(self, rows: list[_Row]) -> list[list[_Row]]:
+        """Widest rows first; a batch holds at most the tokens of batch_size of its longest sequences."""
+        rows = sorted(rows, key=lambda r: -len(r.tokens))
+        out: list[list[_Row]] = []
+        for r in rows:
+            if out:
+                batch = out[-1]
+                longest = max(r.longest, *(b.longest for b in batch))
+                if (len(batch) + 1) * len(batch[0].tokens) <= self.batch_size * longest:
+                    batch.append(r)
+                    continue
+            out.append([r])
+        return out
+
+    def _score_rows(self, chunk: list[_Row]) -> list[list[tuple[float, bool]]]:
+        """[(loglik, is_greedy)] per target list of each row, from one right-padded forward."""
+        width = max(len(r.tokens) for r in chunk)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        for j, r in enumerate(chunk):
+            ids[j, : len(r.tokens)] = torch.tensor(r.tokens, dtype=torch.long)
+        kwargs: dict = {}
+        if not all(r.chain for r in chunk):
+            kwargs.update(self._tree_inputs(chunk, width))
+        # chains run without an attention mask, as lm-eval: right padding never reaches earlier positions
+        # logits only where a target is read: the LM head and log-softmax over the vocabulary dominate
+        # lm-eval's cost for a large vocabulary, and every other position's logits are thrown away
+        where = sorted({p for r in chunk for t in r.targets for p, _ in t})
+        if self._keep_kw:
+            kwargs["logits_to_keep"] = torch.tensor(where, device=self.device)
+            col = {p: k for k, p in enumerate(where)}
+        else:
+            col = {p: p for p in where}
+        logits = self.model(input_ids=ids.to(self.device), **kwargs).logits
+        lp = F.log_softmax(logits.float(), dim=-1)
+        rr, cc, tt = [], [], []
+        for j, r in enumerate(chunk):
+            for t in r.targets:
+                for p, tok in t:
+                    rr.append(j)
+                    cc.append(col[p])
+                    tt.append(tok)
+        picked = lp[torch.tensor(rr, device=self.device), torch.tensor(cc, device=self.device)]
+        toks = torch.tensor(tt, device=self.device)
+        values = picked.gather(1, toks.unsqueeze(1)).squeeze(1).cpu()
+        hits = (picked.argmax(-1) == toks).cpu()
+        out, k = [], 0
+        for r in chunk:
+            res = []
+            for t in r.targets:
+                res.append((float(values[k : k + len(t)].sum()), bool(hits[k : k + len(t)].all())))
+                k += len(t)
+            out.append(res)
+        return out
+
+    def _tree_inputs(self, chunk: list[_Row], width: int) -> dict:
+        """position_ids and the 4-D additive attention masks of prefix-tree rows: a token sees its
+        ancestors and itself. Sliding-window layers get their own mask, the window counted in positions
+        as in the unpacked sequence."""
+        pos = torch.zeros((len(chunk), width), dtype=torch.long)
+        allowed = torch.zeros((len(chunk), width, width), dtype=torch.bool)
+        for j, r in enumerate(chunk):
+            pos[j, : len(r.positions)] = torch.tensor(r.positions, dtype=torch.long)
+            a = allowed[j]
+            for i, parent in enumerate(r.parents):  # parents come first: copy the parent's row
+                if parent >= 0:
+                    a[i] = a[parent]
+                a[i, i] = True
+            for i in range(len(r.tokens), width):
+                a[i, i] = True  # padding sees itself only; nothing sees padding
+        low = torch.tensor(torch.finfo(self._dtype).min, dtype=self._dtype)
+        zero = torch.zeros((), dtype=self._dtype)
+
+        def additive(ok: torch.Tensor) -> torch.Tensor:
+            return torch.where(ok, zero, low).unsqueeze(1).to(self.device)
+
+        window = self._masks.get("sliding_attention")
+        if window is not None and int(pos.max()) < window:
+            window = None  # no position reaches the window: the sliding layers see the full mask
+        sliding = None
+        if window is not None:
+            sliding = additive(allowed & (pos.unsqueeze(2) - pos.unsqueeze(1) < window))
+        full = additive(allowed) if sliding is None or len(self._masks) > 1 else None
+        by_type = {t: full if sliding is None or t != "sliding_attention" else sliding for t in self._masks}
+        masks = by_type if self._layer_types else next(iter(by_type.values()))
+        return {"attention_mask": masks, "position_ids": pos.to(self.device)}
