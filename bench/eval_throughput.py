@@ -16,6 +16,16 @@ absolute path (tests/test_benchmark_parity.py's helpers); its start-up (task ind
 timed separately and left out. Each side runs `--repeats` times, interleaved; the best time counts.
 The model is a random tiny Gemma 2 scaled up (default hidden 512 x 8 layers) so compute dominates.
 
+Two vocabulary sizes, the same sets on each: the fixture tokenizer's own (526 words), and the same
+model with its embedding padded to `--pad-vocab` rows (default 256,000, Gemma 2's vocabulary; the
+extra rows are zero, so the small tokenizer's ids stay valid and no generated token falls in them).
+With 526 words the LM head is a small part of the cost and the figures compare the transformer body;
+with Gemma's 256,000 words the head and the log-softmax over the vocabulary at every position (what
+lm-eval computes and we skip, evaluate/loglik.py) dominate, as on the real models, although less so
+than here: Gemma-2-2B's body is about 4x its head per token, this model's about a quarter of it.
+The padded rows make every token's log-probability about -log(256000) = -12.5, so an item's loglik
+sums to -100..-300 where a float32 ulp is 1e-5..3e-5: its max|Δ loglik| is float noise of that size.
+
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \\
         .venv/bin/python bench/eval_throughput.py --threads 1
 """
@@ -63,10 +73,15 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=8)
-    ap.add_argument("--vocab", type=int, default=4000)
+    ap.add_argument("--vocab", type=int, default=4000, help="BPE training target (the fixtures give 526)")
+    ap.add_argument("--pad-vocab", type=int, default=256000,
+                    help="second run with the embedding padded to this many rows (0: none)")
+    ap.add_argument("--pad-vocab-repeats", type=int, default=2,
+                    help="timed runs per side with the padded vocabulary (lm-eval takes minutes there)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "eval_throughput.txt")
     args = ap.parse_args()
 
+    import test_benchmark_parity
     import torch
     import yaml
     from test_benchmark_parity import GEN_TASKS, MC_TASKS, _check_mc, lm_eval_tasks, tables, write_yaml
@@ -94,9 +109,17 @@ def main() -> None:
             built.get_input_embeddings().weight[tid] = 0.0
             built.get_output_embeddings().weight[tid] = 0.0
     built.save_pretrained(model_dir)
+    model_dirs = [(model_dir, args.repeats)]
+    if args.pad_vocab:
+        n_words = built.get_input_embeddings().weight.shape[0]
+        built.resize_token_embeddings(args.pad_vocab, mean_resizing=False)
+        with torch.no_grad():  # tied: zero rows are never an input and never the argmax (logit 0)
+            built.get_input_embeddings().weight[n_words:] = 0.0
+        assert built.get_output_embeddings().weight.shape[0] == args.pad_vocab
+        built.save_pretrained(tmp / "model_padded")
+        built_tok.save_pretrained(tmp / "model_padded")
+        model_dirs.append((tmp / "model_padded", args.pad_vocab_repeats))
     del built
-    model, tok = load_model(model_dir, device="cpu", dtype="float32", add_bos=True)
-    n_params = sum(p.numel() for p in model.parameters())
 
     # the fixtures through ingest's hf path (the parity test's `tables` fixture, called directly)
     data = tables.__wrapped__(None)
@@ -135,69 +158,78 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    t0 = time.perf_counter()
-    tm = TaskManager(include_path=str(task_dir))
-    lm = HFLM(pretrained=str(model_dir), add_bos_token=True, dtype="float32", device="cpu",
-              batch_size=args.batch_size, attn_implementation="eager")
-    startup = time.perf_counter() - t0
-    torch.set_num_threads(args.threads)
-
-    rows = []
-    for label, task, kind, _, specs in sets:
-        data_files = paths(task["sources"])
-        fewshot_files = paths(task.get("fewshot_sources", []))
-        t_ours, t_ref = [], []
-        ours = ref = None
-        for _ in range(args.repeats):  # interleaved, so drift in the machine's load hits both sides
-            t0 = time.perf_counter()
-            ours = evaluate(task, None, "bench", data_files, batch_size=args.batch_size, threads=args.threads,
-                            model=model, tokenizer=tok, fewshot_data=fewshot_files or None)
-            t_ours.append(time.perf_counter() - t0)
-            assert torch.get_num_threads() == args.threads
-            t0 = time.perf_counter()
-            ref = lm_eval.simple_evaluate(model=lm, tasks=list(specs), task_manager=tm, log_samples=True,
-                                          apply_chat_template=kind == "generation", bootstrap_iters=0)
-            t_ref.append(time.perf_counter() - t0)
-            assert torch.get_num_threads() == args.threads
-        result, samples = ours
-        n_ours = len(samples)
-        n_ref = sum(len(ref["samples"][n]) for n in specs)
-        assert n_ours == n_ref, (label, n_ours, n_ref)
-        row = {"set": label, "n": n_ours, "ours": n_ours / min(t_ours), "ref": n_ref / min(t_ref),
-               "t_ours": t_ours, "t_ref": t_ref}
-        if kind == "generation":
-            gk = ref["configs"][next(iter(specs))]["generation_kwargs"]
-            assert gk.get("max_gen_toks") == args.max_new_tokens, gk
-            assert result["settings"]["max_new_tokens"] == args.max_new_tokens, result["settings"]
-            same, ours_m, ref_m = True, [], []
-            for name, spec in specs.items():
-                d = spec["direction"]
-                mine = [s["generation"] for s in samples if s["direction"] == d]
-                logged = sorted(ref["samples"][name], key=lambda s: s["doc_id"])
-                theirs = [t["filtered_resps"][0] for t in logged]
-                same &= mine == theirs
-                ours_m.append(result["scores"][f"chrf/{d}"])
-                ref_m.append(ref["results"][name]["chrf,STRIP_ANSWER"])
-            row.update(metric="chrF dr_en/en_dr", m_ours="/".join(f"{v:.1f}" for v in ours_m),
-                       m_ref="/".join(f"{v:.1f}" for v in ref_m),
-                       check=f"outputs identical: {'yes' if same else 'NO'}",
-                       note=f"non-empty outputs {sum(bool(s['generation']) for s in samples)}/{n_ours}, "
-                            f"mean {sum(len(s['generation']) for s in samples) / n_ours:.0f} characters")
-        else:
-            try:
-                check = f"{_check_mc(result, samples, ref, specs, kind):.1e}"
-            except AssertionError as e:  # prompts, logliks or acc differ: say so, keep the timings
-                check = f"PARITY FAILED {e!r}"[:60]
-            if kind == "mmlu":  # the project's acc: mean over items = size-weighted mean of the subjects
-                n = {k: len(ref["samples"][k]) for k in specs}
-                m_ref = sum(ref["results"][k]["acc,none"] * n[k] for k in specs) / sum(n.values())
-                row.update(metric="acc", m_ours=f"{result['scores']['acc']:.3f}", m_ref=f"{m_ref:.3f}")
+    rows, models = [], []
+    for mdir, repeats in model_dirs:
+        model, tok = load_model(mdir, device="cpu", dtype="float32", add_bos=True)
+        n_params = sum(p.numel() for p in model.parameters())
+        vocab = model.config.vocab_size
+        t0 = time.perf_counter()
+        tm = TaskManager(include_path=str(task_dir))
+        lm = HFLM(pretrained=str(mdir), add_bos_token=True, dtype="float32", device="cpu",
+                  batch_size=args.batch_size, attn_implementation="eager")
+        startup = time.perf_counter() - t0
+        torch.set_num_threads(args.threads)
+        models.append(f"vocab {vocab}: {n_params / 1e6:.1f}M params, best of {repeats}, lm-eval start-up "
+                      f"(task index + HFLM load) {startup:.1f} s")
+        # the parity test's bound (1e-4) is float32 noise at the padded vocabulary's logliks of -100..-300
+        test_benchmark_parity.TOL = 1e-4 if mdir == model_dir else 1e-3
+        for label, task, kind, _, specs in sets:
+            data_files = paths(task["sources"])
+            fewshot_files = paths(task.get("fewshot_sources", []))
+            t_ours, t_ref = [], []
+            ours = ref = None
+            for _ in range(repeats):  # interleaved, so drift in the machine's load hits both sides
+                t0 = time.perf_counter()
+                ours = evaluate(task, None, "bench", data_files, batch_size=args.batch_size,
+                                threads=args.threads, model=model, tokenizer=tok,
+                                fewshot_data=fewshot_files or None)
+                t_ours.append(time.perf_counter() - t0)
+                assert torch.get_num_threads() == args.threads
+                t0 = time.perf_counter()
+                ref = lm_eval.simple_evaluate(model=lm, tasks=list(specs), task_manager=tm,
+                                              log_samples=True, bootstrap_iters=0,
+                                              apply_chat_template=kind == "generation")
+                t_ref.append(time.perf_counter() - t0)
+                assert torch.get_num_threads() == args.threads
+            result, samples = ours
+            n_ours = len(samples)
+            n_ref = sum(len(ref["samples"][n]) for n in specs)
+            assert n_ours == n_ref, (label, n_ours, n_ref)
+            row = {"set": label, "vocab": vocab, "n": n_ours, "ours": n_ours / min(t_ours),
+                   "ref": n_ref / min(t_ref), "t_ours": t_ours, "t_ref": t_ref}
+            if kind == "generation":
+                gk = ref["configs"][next(iter(specs))]["generation_kwargs"]
+                assert gk.get("max_gen_toks") == args.max_new_tokens, gk
+                assert result["settings"]["max_new_tokens"] == args.max_new_tokens, result["settings"]
+                same, ours_m, ref_m = True, [], []
+                for name, spec in specs.items():
+                    d = spec["direction"]
+                    mine = [s["generation"] for s in samples if s["direction"] == d]
+                    logged = sorted(ref["samples"][name], key=lambda s: s["doc_id"])
+                    theirs = [t["filtered_resps"][0] for t in logged]
+                    same &= mine == theirs
+                    ours_m.append(result["scores"][f"chrf/{d}"])
+                    ref_m.append(ref["results"][name]["chrf,STRIP_ANSWER"])
+                row.update(metric="chrF dr_en/en_dr", m_ours="/".join(f"{v:.1f}" for v in ours_m),
+                           m_ref="/".join(f"{v:.1f}" for v in ref_m),
+                           check=f"outputs identical: {'yes' if same else 'NO'}",
+                           note=f"non-empty outputs {sum(bool(s['generation']) for s in samples)}/{n_ours}, "
+                                f"mean {sum(len(s['generation']) for s in samples) / n_ours:.0f} characters")
             else:
-                (name,) = specs
-                row.update(metric="acc_norm", m_ours=f"{result['scores']['acc_norm']:.3f}",
-                           m_ref=f"{ref['results'][name]['acc_norm,none']:.3f}")
-            row["check"] = check
-        rows.append(row)
+                try:
+                    check = f"{_check_mc(result, samples, ref, specs, kind):.1e}"
+                except AssertionError as e:  # prompts, logliks or acc differ: say so, keep the timings
+                    check = f"PARITY FAILED {e!r}"[:60]
+                if kind == "mmlu":  # the project's acc: mean over items = size-weighted mean of the subjects
+                    n = {k: len(ref["samples"][k]) for k in specs}
+                    m_ref = sum(ref["results"][k]["acc,none"] * n[k] for k in specs) / sum(n.values())
+                    row.update(metric="acc", m_ours=f"{result['scores']['acc']:.3f}", m_ref=f"{m_ref:.3f}")
+                else:
+                    (name,) = specs
+                    row.update(metric="acc_norm", m_ours=f"{result['scores']['acc_norm']:.3f}",
+                               m_ref=f"{ref['results'][name]['acc_norm,none']:.3f}")
+                row["check"] = check
+            rows.append(row)
 
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -205,29 +237,35 @@ def main() -> None:
         "# Ratios (ours/lm-eval items/s) come from this one run, both sides in one process, interleaved;",
         f"# the machine is shared and noisy (load average {load_at_start[0]:.2f} at start, {os.cpu_count()} "
         "CPUs): compare ratios, not absolute items/s.",
-        f"model: random Gemma 2, {n_params / 1e6:.1f}M params (hidden {args.hidden} x {args.layers} layers, "
-        f"vocab {len(tok)}); fp32 CPU; batch {args.batch_size}; threads {args.threads}; "
-        f"best of {args.repeats}",
-        f"lm-eval start-up (task index + HFLM load): {startup:.1f} s (excluded below); lm-eval's bootstrap "
-        "stderr off (bootstrap_iters=0: we compute none); both sides' times include reading the data",
+        f"model: random Gemma 2 (hidden {args.hidden} x {args.layers} layers, tokenizer of {len(tok)} "
+        f"words); fp32 CPU; batch {args.batch_size}; threads {args.threads}",
+        *(f"  {m}" for m in models),
+        "lm-eval start-up excluded below; lm-eval's bootstrap stderr off (bootstrap_iters=0: we compute "
+        "none); both sides' times include reading the data",
+        "the padded vocab = the same model, embedding padded with zero rows (Gemma 2's vocabulary: the LM "
+        "head and log-softmax cost of the real models); its logliks are -100..-300, where float32 noise is "
+        "~1e-4 (see the docstring): there the check allows |Δ| < 1e-3, acc and acc_norm still equal",
         "",
-        f"{'set':<24}{'items':>6}{'ours it/s':>11}{'lm-eval it/s':>14}{'ratio':>7}  {'metric':<18}"
+        f"{'set':<24}{'vocab':>7}{'items':>6}{'ours it/s':>11}{'lm-eval it/s':>14}{'ratio':>7}  "
+        f"{'metric':<18}"
         f"{'ours':>11}{'lm-eval':>11}  max|Δ loglik| / generation",
     ]
     for r in rows:
         lines.append(
-            f"{r['set']:<24}{r['n']:>6}{r['ours']:>11.2f}{r['ref']:>14.2f}{r['ours'] / r['ref']:>7.2f}  "
+            f"{r['set']:<24}{r['vocab']:>7}{r['n']:>6}{r['ours']:>11.2f}{r['ref']:>14.2f}"
+            f"{r['ours'] / r['ref']:>7.2f}  "
             f"{r['metric']:<18}{r['m_ours']:>11}{r['m_ref']:>11}  {r['check']}"
         )
     lines.append("")
     for r in rows:
         ours_s, ref_s = (" ".join(f"{t:.2f}" for t in r[k]) for k in ("t_ours", "t_ref"))
         secs = f"ours {ours_s}; lm-eval {ref_s}"
-        lines.append(f"{r['set']}: seconds per run, {secs}" + (f"; {r['note']}" if "note" in r else ""))
+        note = f"; {r['note']}" if "note" in r else ""
+        lines.append(f"{r['set']} (vocab {r['vocab']}): seconds per run, {secs}{note}")
     for what, keep in (("ours slower (ratio < 0.95)", lambda q: q < 0.95),
                        ("level within noise (0.95-1.05)", lambda q: 0.95 <= q <= 1.05),
                        ("ours faster (ratio > 1.05)", lambda q: q > 1.05)):
-        names = [r["set"] for r in rows if keep(r["ours"] / r["ref"])]
+        names = [f"{r['set']} ({r['vocab']})" for r in rows if keep(r["ours"] / r["ref"])]
         lines.append(f"{what}: {', '.join(names) if names else 'none'}")
     text = "\n".join(lines) + "\n"
     print(text, end="")
