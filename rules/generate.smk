@@ -13,6 +13,7 @@ rule generate_source:
         code=code(
             "generate/*.py",
             "instruct/*.py",
+            "benchmarks.py",
             "sides.py",
             "openai_client.py",
             "translate/cache.py",
