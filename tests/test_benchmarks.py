@@ -149,6 +149,66 @@ def test_hub_source_offline_names_the_dataset(monkeypatch, tmp_path):
         list(sources.read_hf("MBZUAI-Paris/DarijaBench", "aee7e92e1b78f5dc9fb69124a37d605e15dee34d", "mac"))
 
 
+def test_hub_source_offline_names_the_dataset_for_a_moving_revision(monkeypatch, tmp_path):
+    from atlas_forge import sources
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(RuntimeError, match="'MBZUAI-Paris/DarijaHellaSwag'.*offline"):
+        list(sources.read_hf("MBZUAI-Paris/DarijaHellaSwag", "main", "validation"))
+
+
+def test_moving_revision_is_read_at_its_commit(monkeypatch, caplog):
+    """A branch is resolved to the commit it points at (rows then record that commit); the Hub API is
+    stood in for by a local server answering HfApi's revision request."""
+    import http.server
+    import json as _json
+    import threading
+
+    import huggingface_hub
+    from huggingface_hub import HfApi
+
+    from atlas_forge import sources
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    seen: list[str] = []
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            seen.append(self.path)
+            known = self.path.split("?")[0] == "/api/datasets/MBZUAI-Paris/DarijaHellaSwag/revision/main"
+            body = _json.dumps({"id": "MBZUAI-Paris/DarijaHellaSwag", "sha": sha} if known else {}).encode()
+            self.send_response(200 if known else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    api = HfApi(endpoint=f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        with caplog.at_level("WARNING"):
+            assert sources.resolve_revision("MBZUAI-Paris/DarijaHellaSwag", "main", api) == sha
+        assert f"pin it: revision: {sha}" in caplog.text
+        assert seen and seen[0].startswith("/api/datasets/MBZUAI-Paris/DarijaHellaSwag/revision/main")
+        # a full commit and a local folder are read as they are, without asking the Hub
+        n = len(seen)
+        full = "aee7e92e1b78f5dc9fb69124a37d605e15dee34d"
+        assert sources.resolve_revision("MBZUAI-Paris/DarijaBench", full, api) == full
+        assert sources.resolve_revision(str(HUB / "DarijaMMLU"), "fixture", api) == "fixture"
+        assert len(seen) == n
+        with pytest.raises(Exception):  # noqa: B017 - the Hub's 404, whatever class the client gives it
+            sources.resolve_revision("MBZUAI-Paris/Nope", "main", api)
+    finally:
+        server.shutdown()
+
+
 def test_every_subject_from_one_source_entry():
     from atlas_forge import sources
 

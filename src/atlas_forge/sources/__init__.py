@@ -19,11 +19,14 @@ import contextlib
 import csv
 import glob
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 KINDS = ("csv", "tsv", "jsonl", "parquet", "text", "xlsx", "hf")
 TEXT_KINDS = ("csv", "tsv", "jsonl", "text")
@@ -549,6 +552,7 @@ def read_hf(name: str, revision: str, split: str = "train", config: str | None =
     import datasets  # heavy and networked: imported only for hf sources
 
     try:
+        revision = resolve_revision(name, revision)
         configs = (
             datasets.get_dataset_config_names(name, revision=revision) if config == "*" else [config]
         )
@@ -566,6 +570,28 @@ def read_hf(name: str, revision: str, split: str = "train", config: str | None =
                 "or point `name` at a local copy."
             ) from e
         raise
+
+
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def resolve_revision(name: str, revision: str, api=None) -> str:
+    """The commit a moving ref (a branch such as `main`, or a tag) of a Hub dataset points at now.
+
+    Rows then record an exact commit (`hf://name@<sha>/...`), so a score traces back to the data it
+    was computed on even where the overlay could not pin one (DarijaHellaSwag), and the log says which
+    commit to pin. A full commit SHA, or a local dataset folder, is returned as it is.
+    """
+    if COMMIT_SHA.fullmatch(revision) or Path(name).exists():
+        return revision
+    from huggingface_hub import HfApi
+
+    sha = (api or HfApi()).dataset_info(name, revision=revision).sha
+    if not sha or not COMMIT_SHA.fullmatch(sha):
+        raise ValueError(f"Hugging Face dataset {name!r}: revision {revision!r} gave no commit: {sha!r}")
+    log.warning("Hugging Face dataset %s: revision %r is not a commit; reading commit %s (pin it: "
+                "revision: %s)", name, revision, sha, sha)
+    return sha
 
 
 def _hub_offline() -> bool:
