@@ -219,6 +219,41 @@ def test_parallel_texts_make_one_document_per_row(tmp_path):
     assert load_texts([path], parallel_texts=True) == docs  # the order is the row id's, not random
 
 
+def test_parallel_repeat_weights_bilingual_documents_in_pretraining(data, tmp_path):
+    from atlas_forge import config
+    from atlas_forge.modeling import base_model
+
+    texts = {"ary_Arab": "واش نتا مزيان اليوم؟", "ary_Latn": "wach nta mzyan lyoum?"}
+    latin = [{"role": "user", "content": texts["ary_Latn"]}]
+    pairs = [records.make_record("pairs", f"p{i}", "translation", latin, "ary_Latn", meta={"texts": texts})
+             for i in range(40)]
+    path = write_rows(tmp_path / "pairs.parquet", pairs)
+    assert base_model.parallel_documents([path, data["text"]]) == base_model.load_texts([path], True)
+    assert base_model.parallel_documents([data["text"]]) == []
+
+    def blocks(repeat):
+        spec = {**TINY_BASE, "pretrain": {**TINY_BASE["pretrain"], "steps": 2, "parallel_texts": True,
+                                          "parallel_repeat": repeat}}
+        params = config.parse(base_model.BaseModelParams, spec, "base_model")
+        info = base_model.run(params, [data["text"], path], tmp_path / f"base{repeat}")
+        return info["pretrain"]["blocks"]
+
+    one, three = blocks(1), blocks(3)
+    # the tokenizer sees each document once (same vocabulary either way); the stream has the 40
+    # bilingual documents twice more: <bos> text <eos> each, cut into blocks of max_length
+    from transformers import AutoTokenizer
+
+    assert (tmp_path / "base1/tokenizer.json").read_text() == (tmp_path / "base3/tokenizer.json").read_text()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "base1")
+    size = lambda docs: sum(len(tok(d, add_special_tokens=False)["input_ids"]) + 2 for d in docs)  # noqa: E731
+    all_docs = base_model.load_texts([data["text"], path], True)
+    width = TINY_BASE["pretrain"]["max_length"]
+    assert one == size(all_docs) // width
+    assert three == (size(all_docs) + 2 * size(base_model.parallel_documents([path]))) // width
+    with pytest.raises(config.ConfigError, match="base_model.pretrain.parallel_repeat"):
+        config.parse(base_model.BaseModelParams, {"pretrain": {"parallel_repeat": 0}}, "base_model")
+
+
 def test_query_pre_attn_scalar_defaults_to_gemma_and_zero_means_head_dim(tokenizer):
     from atlas_forge import config
     from atlas_forge.modeling import base_model

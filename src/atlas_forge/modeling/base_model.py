@@ -58,6 +58,10 @@ class PretrainParams:
     # becomes one document with all of them, one per line, as bilingual pages are in web corpora;
     # false: only its message text. Train rows only (base_model reads the split's train tables).
     parallel_texts: bool = False
+    # ours: with parallel_texts, each such document appears this many times in the pre-training stream
+    # (the tokenizer sees it once). Measured: the tiny model starts writing the Arabic-script version
+    # of a Latin-script line word by word only after ~20k blocks of such documents
+    parallel_repeat: int = 1
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class BaseModelParams:
     def validate(self, section: str) -> None:
         if self.kind == "pretrained" and not self.name_or_path:
             raise config.ConfigError(f"{section}.name_or_path: required when kind is 'pretrained'")
+        if self.pretrain.parallel_repeat < 1:
+            raise config.ConfigError(f"{section}.pretrain.parallel_repeat: must be >= 1")
         if self.model.num_attention_heads % self.model.num_key_value_heads:
             raise config.ConfigError(
                 f"{section}.model.num_key_value_heads: must divide num_attention_heads"
@@ -84,20 +90,27 @@ def load_texts(paths: list[str], parallel_texts: bool = False) -> list[str]:
     """Every non-empty message content of the canonical tables, in file and row order. With
     parallel_texts, a row whose meta.texts holds two or more versions gives one document of all of
     them instead, one per line; the order alternates with the row id so both directions are seen."""
+    return [text for text, _ in _documents(paths, parallel_texts)]
+
+
+def parallel_documents(paths: list[str]) -> list[str]:
+    """Only the documents parallel_texts makes (rows with two or more versions), in row order."""
+    return [text for text, parallel in _documents(paths, True) if parallel]
+
+
+def _documents(paths: list[str], parallel_texts: bool):
     df = io.read_tables(paths, PHASE)
     metas = df["meta"].to_list() if parallel_texts and "meta" in df.columns else [None] * df.height
-    texts: list[str] = []
     for rid, messages, meta in zip(df["id"].to_list(), df["messages"].to_list(), metas, strict=True):
         versions = _parallel_versions(meta)
         if len(versions) >= 2:
             flip = int(hashlib.sha256(str(rid).encode()).hexdigest(), 16) % 2
-            texts.append("\n".join(reversed(versions) if flip else versions))
+            yield "\n".join(reversed(versions) if flip else versions), True
             continue
         for m in messages or []:
             content = (m.get("content") or "").strip()
             if content:
-                texts.append(content)
-    return texts
+                yield content, False
 
 
 def _parallel_versions(meta) -> list[str]:
@@ -212,7 +225,10 @@ def build_tiny(params: BaseModelParams, text_paths: list[str], out: str | Path) 
     model = build_tiny_model(params, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("Gemma 2 with %d parameters, vocabulary %d", n_params, len(tokenizer))
-    stats = pretrain(model, tokenizer, texts, params)
+    stream = texts
+    if params.pretrain.parallel_texts and params.pretrain.parallel_repeat > 1:
+        stream = texts + parallel_documents(text_paths) * (params.pretrain.parallel_repeat - 1)
+    stats = pretrain(model, tokenizer, stream, params)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
