@@ -253,6 +253,19 @@ def test_parallel_repeat_weights_bilingual_documents_in_pretraining(data, tmp_pa
     with pytest.raises(config.ConfigError, match="base_model.pretrain.parallel_repeat"):
         config.parse(base_model.BaseModelParams, {"pretrain": {"parallel_repeat": 0}}, "base_model")
 
+    # the bilingual phase: its steps on the bilingual documents alone, after the mixed ones
+    spec = {**TINY_BASE, "pretrain": {**TINY_BASE["pretrain"], "steps": 2, "parallel_texts": True,
+                                      "parallel_steps": 3}}
+    info = base_model.run(config.parse(base_model.BaseModelParams, spec, "base_model"), [data["text"], path],
+                          tmp_path / "phase")
+    phase = info["pretrain"]["bilingual_phase"]
+    assert info["pretrain"]["steps"] == 2 and info["pretrain"]["blocks"] == one
+    assert phase["steps"] == 3 and phase["blocks"] == size(base_model.parallel_documents([path])) // width
+    weights = lambda d: (tmp_path / d / "model.safetensors").read_bytes()  # noqa: E731
+    assert weights("phase") != weights("base1")
+    with pytest.raises(config.ConfigError, match="base_model.pretrain.parallel_steps"):
+        config.parse(base_model.BaseModelParams, {"pretrain": {"parallel_steps": -1}}, "base_model")
+
 
 def test_query_pre_attn_scalar_defaults_to_gemma_and_zero_means_head_dim(tokenizer):
     from atlas_forge import config
