@@ -42,7 +42,8 @@ class ModelParams:
     sliding_window: int = 256
     # Gemma 2 scales attention logits by query_pre_attn_scalar**-0.5. Its config default, 256, is
     # Gemma-2-2B's head_dim; on the tiny model's 32-wide heads it keeps attention ~3x flatter than
-    # 1/sqrt(head_dim), which measurably slowed learning to attend to a source sentence. 0: head_dim.
+    # 1/sqrt(head_dim). 0: head_dim (not measured on its own: bench/results/corpora_run/README.md
+    # has it only together with parallel_texts). Default: Gemma 2's.
     query_pre_attn_scalar: int = 256
 
 
@@ -245,7 +246,10 @@ def _train(model, blocks: list[list[int]], steps: int, batch_size: int, opt, sch
 def build_tiny(params: BaseModelParams, text_paths: list[str], out: str | Path) -> dict[str, Any]:
     from atlas_forge.modeling.tokenizer import train_tokenizer
 
-    texts = load_texts(text_paths, params.pretrain.parallel_texts)
+    # one read of the tables: the bilingual documents are the flagged ones among the texts
+    documents = list(_documents(text_paths, params.pretrain.parallel_texts))
+    texts = [text for text, _ in documents]
+    bilingual = [text for text, parallel in documents if parallel]
     if not texts:
         raise ValueError(f"no text to train the tiny model on in {text_paths or '(no --text tables)'}")
     log.info("training a %d-token BPE on %d texts", params.tokenizer.vocab_size, len(texts))
@@ -253,12 +257,9 @@ def build_tiny(params: BaseModelParams, text_paths: list[str], out: str | Path) 
     model = build_tiny_model(params, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("Gemma 2 with %d parameters, vocabulary %d", n_params, len(tokenizer))
-    stream = texts
-    if params.pretrain.parallel_texts and params.pretrain.parallel_repeat > 1:
-        stream = texts + parallel_documents(text_paths) * (params.pretrain.parallel_repeat - 1)
-    stats = pretrain(model, tokenizer, stream, params)
-    if params.pretrain.parallel_texts and params.pretrain.parallel_steps > 0:
-        stats["bilingual_phase"] = pretrain_parallel(model, tokenizer, parallel_documents(text_paths), params)
+    stats = pretrain(model, tokenizer, texts + bilingual * (params.pretrain.parallel_repeat - 1), params)
+    if bilingual and params.pretrain.parallel_steps > 0:
+        stats["bilingual_phase"] = pretrain_parallel(model, tokenizer, bilingual, params)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
