@@ -337,6 +337,23 @@ def io_sha(path: str) -> str:
     return files_sha256([path])
 
 
+def test_sft_refuses_an_adapter_on_tied_embeddings(tiny_base, data, tmp_path):
+    """The tiny Gemma 2 ties its embeddings like Gemma 2: an adapter on them would be merged into the
+    output layer as well (tied_embedding_modules), so the run stops before reading data or weights."""
+    from atlas_forge import config
+    from atlas_forge.modeling import sft
+
+    assert sft.tied_embedding_modules(sft.LoraParams(modules_to_save=["norm"]), True) == []
+    assert sft.tied_embedding_modules(sft.LoraParams(modules_to_save=["embed_tokens"]), False) == []
+    p = sft_paths(tmp_path)
+    for lora in ({"target_modules": ["q_proj", "embed_tokens"]}, {"modules_to_save": ["norm", "lm_head"]}):
+        params = config.parse(sft.SftParams, {**SFT, "lora": {**SFT.get("lora", {}), **lora}}, "sft")
+        with pytest.raises(ValueError, match=r"sft\.lora: \['(embed_tokens|lm_head)'\].*tie_word_embeddings"):
+            sft.run(params, str(tiny_base), data["train"], data["test"], p["adapter"], p["merged"],
+                    p["card"], p["checkpoints"], p["metrics"], p["loss"], p["plot"])
+    assert not Path(p["checkpoints"]).exists() and not Path(p["adapter"]).exists()
+
+
 def test_sft_rejects_system_rows_when_asked(tmp_path):
     from atlas_forge.modeling.sft import load_chats
 
