@@ -41,12 +41,10 @@ EXPECTED_READ = {
 }
 
 
-# what the corpora recipe must achieve over its base. Issue 11 asks 10 points of sentiment accuracy and
-# 10 chrF of Latin -> Arabic transliteration; the recipe reaches the first (measured +12.6 on the full
-# build) but not the second (+6.4 chrF: the 0.6M-parameter model's greedy output still degenerates into
-# repeats), so the transliteration bound asserts the improvement it does make, not the issue's target.
+# what the corpora recipe must achieve over its base (issue 11): 10 points of size-weighted sentiment
+# accuracy, 10 chrF of Latin -> Arabic script transliteration; translation and summarization chrF not worse
 SENTIMENT_MARGIN = 0.10
-TRANSLITERATION_MARGIN = 3.0
+TRANSLITERATION_MARGIN = 10.0
 
 
 def _sources() -> list[dict]:
@@ -173,45 +171,14 @@ def _scores(work: Path, model: str, task: str) -> dict:
 
 def test_fine_tuning_moves_the_scored_benchmarks(built):
     """Issue 11: on the corpora's own held-out benchmark sets, the corpora recipe (configs/corpora.yaml:
-    base pre-training, capped mixture, LoRA + final norm, 1,000 steps) beats its base model where it was
-    trained in the scored format. A smaller run than the full build: the same training, fewer scored
-    items (every sentiment item; 60 transliteration and translation items)."""
+    a base pre-trained with bilingual documents, capped mixture, LoRA + final norm) beats its base model
+    on every family it trains in the scored format. The build's own task definitions, less the
+    DarijaMMLU-format sample that nothing trains, so the figures are the build's (bench/results/)."""
+    tasks = yaml.safe_load((ROOT / "configs" / "corpora.yaml").read_text())["evaluate"]["tasks"]
+    scored = ("sentiment", "transliteration", "translation", "summarization")
     small = built / "configs" / "test-margins.yaml"
-    small.write_text(
-        yaml.safe_dump(
-            {
-                "evaluate": {
-                    "tasks": [
-                        {
-                            "name": "sentiment",
-                            "family": "darija_sentiment",
-                            "sources": ["mac", "myc", "msac", "elecmorocco2016"],
-                        },
-                        {
-                            "name": "transliteration",
-                            "family": "darija_transliteration",
-                            "sources": ["doda_sentences"],
-                            "directions": ["ar_dr"],
-                            "max_items": 60,
-                            "max_new_tokens": 64,
-                        },
-                        {
-                            "name": "translation",
-                            "family": "darija_translation",
-                            "sources": ["doda_sentences", "nllb_seed"],
-                            "max_items": 60,
-                            "max_new_tokens": 64,
-                        },
-                    ]
-                }
-            }
-        )
-    )
-    targets = [
-        f"results/{m}/{t}.json"
-        for m in ("base", "sft")
-        for t in ("sentiment", "transliteration", "translation")
-    ]
+    small.write_text(yaml.safe_dump({"evaluate": {"tasks": [t for t in tasks if t["name"] in scored]}}))
+    targets = [f"results/{m}/{t}.json" for m in ("base", "sft") for t in scored]
     run = _snakemake(built, *targets, extra=small, timeout=2400)
     assert run.returncode == 0, run.stderr[-4000:]
     base, sft = _scores(built, "base", "sentiment"), _scores(built, "sft", "sentiment")
@@ -222,11 +189,13 @@ def test_fine_tuning_moves_the_scored_benchmarks(built):
     tl_base = _scores(built, "base", "transliteration")["chrf/ar_dr"]
     tl_sft = _scores(built, "sft", "transliteration")["chrf/ar_dr"]
     assert tl_sft - tl_base >= TRANSLITERATION_MARGIN, (tl_base, tl_sft)
-    tr_base, tr_sft = (
-        _scores(built, "base", "translation")["chrf"],
-        _scores(built, "sft", "translation")["chrf"],
-    )
-    assert tr_sft >= tr_base, (tr_base, tr_sft)
+    for task in ("translation", "summarization"):
+        before, after = _scores(built, "base", task)["chrf"], _scores(built, "sft", task)["chrf"]
+        assert after >= before, (task, before, after)
+    # the gain is content, not script: fine-tuned transliterations differ with their input
+    outputs = [json.loads(x) for x in (built / "results/sft/transliteration.samples.jsonl").open()]
+    ar_dr = [o["generation"] for o in outputs if o["direction"] == "ar_dr"]
+    assert len(set(ar_dr)) > 0.9 * len(ar_dr), ar_dr[:10]
 
 
 def test_fine_tuning_on_corpora_lowers_held_out_loss(built):
@@ -240,7 +209,14 @@ def test_fine_tuning_on_corpora_lowers_held_out_loss(built):
             {
                 "mixture": {"caps": caps},
                 "base_model": {
-                    "pretrain": {"steps": 60, "batch_size": 16, "max_length": 128, "learning_rate": 0.002}
+                    "pretrain": {
+                        "steps": 60,
+                        "batch_size": 16,
+                        "max_length": 128,
+                        "learning_rate": 0.002,
+                        # the corpora recipe's bilingual phase would be most of this short run
+                        "parallel_steps": 0,
+                    }
                 },
                 "sft": {"max_steps": -1, "epochs": 1},
             }
