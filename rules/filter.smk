@@ -33,6 +33,8 @@ rule filter_source:
         cfg=filter_params,
     log:
         "logs/filter/{source}.log",
+    # the chain from the base model to sft before the base model's scores: it is the build's critical path
+    priority: 1
     conda:
         "../envs/atlas-forge.yaml"
     shell:

@@ -29,6 +29,8 @@ rule generate_source:
         tokenizer=lambda w: "--tokenizer models/base" if SOURCES[w.source]["role"] == "story" else "",
     log:
         "logs/generate/{source}.log",
+    # the chain from the base model to sft before the base model's scores: it is the build's critical path
+    priority: 1
     conda:
         "../envs/atlas-forge.yaml"
     shell:

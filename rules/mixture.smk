@@ -24,6 +24,8 @@ rule mixture:
         max_length=config["sft"]["max_length"],
     log:
         "logs/mixture.log",
+    # the chain from the base model to sft before the base model's scores: it is the build's critical path
+    priority: 1
     conda:
         "../envs/atlas-forge.yaml"
     shell:

@@ -21,6 +21,8 @@ rule sft:
         checkpoints="models/sft/checkpoints",
     log:
         "logs/sft.log",
+    # the chain from the base model to sft before the base model's scores: it is the build's critical path
+    priority: 1
     # threads and resources (mem_mb, runtime, gpu, launcher) come from the workflow profile
     # (profiles/): neither is in the params nor in the rerun check of the shell command (Snakemake
     # compares the command before formatting), so other hardware or launcher reruns nothing
