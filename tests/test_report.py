@@ -132,8 +132,16 @@ def test_report_table2_layout_and_paper_rows(tmp_path, paper_path):
     assert rows["paper: Atlas-Chat-2B"]["Translation (DODa-10K) TER"] == "–"  # not in the paper
     assert "arXiv:2409.17912v2" in md and "Table 2" in md
 
+    # per-subset scores of the Table 2 tasks, in their own table (first after the paper's sources)
+    section = md.split("## Per subset", 1)[1].split("## Other tasks", 1)[0]
+    subsets, _ = _table(section, "task")
+    assert subsets["mmlu0 (mcq_letters)"] == {
+        "task": "mmlu0 (mcq_letters)", "metric": "acc/history", "base": "10.00", "sft": "10.00", "Δ": "+0.00"}
+    assert subsets["doda (generation)"]["metric"] == "bleu/ary->eng"
+    assert "mcq (mcq_letters)" not in subsets and "mmlu3 (mcq_letters)" not in subsets
+
     # tasks without a column: the other-tasks table
-    other, _ = _table(md, "task")
+    other, _ = _table(md.split("## Other tasks", 1)[1], "task")
     assert other["mcq (mcq_letters)"]["base"] == "25.00" and other["mcq (mcq_letters)"]["Δ"] == "+25.00 ▲"
     assert "mmlu0 (mcq_letters)" not in other
     assert out["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

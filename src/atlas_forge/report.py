@@ -273,13 +273,16 @@ def render_table2(
     return lines
 
 
-def render_other(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig) -> list[str]:
+def _metric_rows(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig, names, keep) -> list[str]:
+    """`| task | metric | baseline | candidate | Δ |` rows: each task of `names`, its metrics `keep` accepts
+    (main metric first, then headline, then per-subset ones)."""
     base, cand = scores.get(cfg.baseline, {}), scores.get(cfg.candidate, {})
     lines = [f"| task | metric | {cfg.baseline} | {cfg.candidate} | Δ |", "|---|---|---:|---:|---:|"]
-    for task in sorted(t for t in tasks if not tasks[t].column):
+    for task in names:
         main = tasks[task].main
         metrics = sorted(
-            set(base.get(task, {})) | set(cand.get(task, {})), key=lambda m: (m != main, "/" in m, m)
+            (m for m in set(base.get(task, {})) | set(cand.get(task, {})) if keep(m, main)),
+            key=lambda m: (m != main, "/" in m, m),
         )
         for i, m in enumerate(metrics):
             a, b = base.get(task, {}).get(m), cand.get(task, {}).get(m)
@@ -288,6 +291,19 @@ def render_other(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig) ->
             label = (f"{task} ({fam})" if fam else task) if i == 0 else ""
             lines.append(f"| {label} | {name} | {_display(m, a)} | {_display(m, b)} | {_delta(m, a, b)} |")
     return lines
+
+
+def render_other(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig) -> list[str]:
+    names = sorted(t for t in tasks if not tasks[t].column)
+    return _metric_rows(scores, tasks, cfg, names, lambda m, main: True)
+
+
+def render_subsets(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig,
+                   paper: dict | None) -> list[str]:
+    """The Table 2 tasks' per-subset scores (acc/<source set>, chrf/<direction>), which the table leaves
+    out: where a column's headline averages what a user trains for apart (a direction, one set)."""
+    names = [t for t in _task_order(tasks, paper) if tasks[t].column]
+    return _metric_rows(scores, tasks, cfg, names, lambda m, main: "/" in m and not m.endswith("_stderr"))
 
 
 def render(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig, paper: dict | None = None) -> str:
@@ -321,6 +337,11 @@ def render(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig, paper: d
             "The paper scores instruction-tuned 2B-27B models on the full benchmarks; a run with other "
             "models, other data or a subset of items is comparable in layout only.",
         ]
+    subsets = render_subsets(scores, tasks, cfg, paper)
+    if len(subsets) > 2:
+        lines += ["", "## Per subset", "", "The Table 2 tasks' scores per direction and per source set "
+                  "(`metric/<subset>`; the columns above show the whole task).", ""]
+        lines += subsets
     if any(not t.column for t in tasks.values()):
         lines += ["", "## Other tasks", "", "**Bold**: the task's main metric.", ""]
         lines += render_other(scores, tasks, cfg)
