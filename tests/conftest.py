@@ -1,6 +1,16 @@
+"""Shared test fixtures. The expensive artifacts (the default build, the corpora build, the tiny models)
+are built once per test session and shared read-only by the tests that read them (issue 20: build once,
+assert many times). A test that changes something works on its own copy (`copy_build`)."""
+
+import fcntl
+import hashlib
+import json
 import os
 import shutil
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +23,29 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT.parent / "shared" / "corpora"
+
+# the venv first on PATH: the rules call `python -m atlas_forge`, the DVC stages `python -m snakemake`
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    "GIT_AUTHOR_NAME": "atlas-forge tests",
+    "GIT_AUTHOR_EMAIL": "tests@atlas-forge.invalid",
+    "GIT_COMMITTER_NAME": "atlas-forge tests",
+    "GIT_COMMITTER_EMAIL": "tests@atlas-forge.invalid",
+}
+DVC = [sys.executable, "-m", "dvc"]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def sh(cmd: list[str], cwd: Path, timeout: int = 3600, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")
@@ -33,15 +66,93 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def copy_build(built: Path, dest: Path) -> Path:
+    """A private copy of a shared build for a test that changes it. copy2 keeps file times and
+    symlinks stay links, so Snakemake and DVC see the copy exactly as up to date as the original."""
+    shutil.copytree(built, dest, symlinks=True)
+    return dest
+
+
+def _shared_dir(tmp_path_factory) -> Path:
+    """One folder per test session, the same for every pytest-xdist worker of that session."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-builds"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def build_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(dest)` runs once per session, whichever test (or xdist worker) asks first; the others
+    wait on the lock and get the same folder. A failed build fails every test that needs it, with the
+    first failure's message, instead of being retried once per test."""
+    root = _shared_dir(tmp_path_factory)
+    dest, done, failed = root / name, root / f"{name}.done", root / f"{name}.failed"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(f"the shared build {name!r} failed earlier in this session:\n{failed.read_text()}")
+        if not done.exists():
+            start = time.monotonic()
+            try:
+                build(dest)
+            except BaseException as err:
+                failed.write_text(str(err)[-8000:])
+                raise
+            done.write_text(json.dumps({"seconds": round(time.monotonic() - start, 1)}))
+    return dest
+
+
+def _dvc_repro_default(dest: Path) -> None:
+    """The embedded default as CI builds it: a git repo of the project, then `dvc repro` (every stage
+    runs its phase's Snakemake target), then a second `dvc repro` that must do nothing. Their outputs
+    are kept beside the tree for tests/test_dvc.py."""
+    dest.mkdir(parents=True)
+    copy_project(dest)
+    sh(["git", "init", "-q", "-b", "main"], dest)
+    sh(["git", "add", "-A"], dest)
+    sh(["git", "commit", "-qm", "project"], dest)
+    first = sh([*DVC, "repro"], dest)
+    second = sh([*DVC, "repro"], dest)
+    logs = dest.parent / f"{dest.name}.logs"
+    logs.mkdir(exist_ok=True)
+    (logs / "first_repro.stdout").write_text(first.stdout)
+    (logs / "second_repro.stdout").write_text(second.stdout)
+
+
 @pytest.fixture(scope="session")
 def default_build(tmp_path_factory) -> Path:
-    """The embedded default built once in a fresh copy (about 4 min on 2 cores), shared by the
-    end-to-end tests (test_pipeline, test_slurm). Tests that change files work on their own copy."""
-    import sys
+    """The embedded default, built once per session through `dvc repro` in a git repo (so the DVC,
+    recovery and Snakemake tests all read the one build). Read-only: tests that change files work on
+    `copy_build(default_build, tmp_path / ...)`."""
+    return build_once(tmp_path_factory, "default", _dvc_repro_default)
 
-    work = copy_project(tmp_path_factory.mktemp("pipeline"))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=work, env=env,
-                         capture_output=True, text=True, timeout=1800)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    return work
+
+def repro_logs(built: Path) -> dict[str, str]:
+    logs = built.parent / f"{built.name}.logs"
+    return {p.stem: p.read_text() for p in logs.glob("*.stdout")}
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> dict[str, str]:
+    """Learnable Darija chat rows (tests/test_modeling.py): pre-training text, sft train and test."""
+    from .test_modeling import chat_rows, write_rows
+
+    d = tmp_path_factory.mktemp("data")
+    return {
+        "text": write_rows(d / "text.parquet", chat_rows(120, seed=1)),
+        "train": write_rows(d / "train.parquet", chat_rows(40, seed=2)),
+        "test": write_rows(d / "test.parquet", chat_rows(16, seed=3)),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_base(data, tmp_path_factory) -> Path:
+    """The tiny base model of the modeling, resume and distributed tests, trained once per session."""
+    from atlas_forge import config
+    from atlas_forge.modeling import base_model
+
+    from .test_modeling import TINY_BASE
+
+    out = tmp_path_factory.mktemp("models") / "base"
+    base_model.run(config.parse(base_model.BaseModelParams, TINY_BASE, "base_model"), [data["text"]], out)
+    return out

@@ -19,7 +19,7 @@ import yaml
 from atlas_forge import records
 from atlas_forge.textnorm import normalize_arabic
 
-from .conftest import CORPORA, ROOT, copy_project
+from .conftest import CORPORA, ROOT, build_once, copy_project
 
 pytestmark = [
     pytest.mark.slow,
@@ -51,31 +51,30 @@ def _sources() -> list[dict]:
     return yaml.safe_load((ROOT / "configs" / "corpora.yaml").read_text())["ingest"]["sources"]
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("corpora")
+SCORED = ("sentiment", "transliteration", "translation", "summarization")
+
+
+def _build_corpora(base: Path) -> None:
+    """The corpora recipe (configs/corpora.yaml) through the mixture, sft and the base and sft scores of
+    the four families it trains in the scored format: one build that every test here reads. The
+    overlay keeps the build's own task definitions, less the DarijaMMLU-format sample that nothing
+    trains, so the figures are the build's (bench/results/corpora_run/)."""
+    base.mkdir(parents=True)
     (base / "shared").symlink_to(CORPORA.parent, target_is_directory=True)
     work = copy_project(base / "main")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "mixture",
-            "--cores",
-            "2",
-            "--configfile",
-            "configs/corpora.yaml",
-        ],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    tasks = yaml.safe_load((ROOT / "configs" / "corpora.yaml").read_text())["evaluate"]["tasks"]
+    # key order kept: the params Snakemake compares are the JSON of these mappings
+    overlay = {"evaluate": {"tasks": [t for t in tasks if t["name"] in SCORED]}}
+    (work / "configs" / "test-margins.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
+    scores = [f"results/{m}/{t}.json" for m in ("base", "sft") for t in SCORED]
+    targets = ["mixture", "metrics/train.json", *scores]
+    run = _snakemake(work, *targets, extra=work / "configs" / "test-margins.yaml", timeout=2700)
     assert run.returncode == 0, run.stderr[-4000:]
-    return work
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    return build_once(tmp_path_factory, "corpora", _build_corpora) / "main"
 
 
 def _contents(df: pl.DataFrame) -> list[str]:
@@ -172,17 +171,7 @@ def _scores(work: Path, model: str, task: str) -> dict:
 def test_fine_tuning_moves_the_scored_benchmarks(built):
     """Issue 11: on the corpora's own held-out benchmark sets, the corpora recipe (configs/corpora.yaml:
     a base pre-trained with bilingual documents, capped mixture, LoRA + final norm) beats its base model
-    on every family it trains in the scored format. The build's own task definitions, less the
-    DarijaMMLU-format sample that nothing trains, so the figures are the build's (bench/results/)."""
-    tasks = yaml.safe_load((ROOT / "configs" / "corpora.yaml").read_text())["evaluate"]["tasks"]
-    scored = ("sentiment", "transliteration", "translation", "summarization")
-    small = built / "configs" / "test-margins.yaml"
-    # key order kept: the params Snakemake compares are the JSON of these mappings
-    overlay = {"evaluate": {"tasks": [t for t in tasks if t["name"] in scored]}}
-    small.write_text(yaml.safe_dump(overlay, sort_keys=False))
-    targets = [f"results/{m}/{t}.json" for m in ("base", "sft") for t in scored]
-    run = _snakemake(built, *targets, extra=small, timeout=2400)
-    assert run.returncode == 0, run.stderr[-4000:]
+    on every family it trains in the scored format."""
     base, sft = _scores(built, "base", "sentiment"), _scores(built, "sft", "sentiment")
     # size-weighted over the four sets (the harness's darija_sentiment group): >= 10 points
     assert sft["acc"] - base["acc"] >= SENTIMENT_MARGIN, (base, sft)
@@ -201,31 +190,8 @@ def test_fine_tuning_moves_the_scored_benchmarks(built):
 
 
 def test_fine_tuning_on_corpora_lowers_held_out_loss(built):
-    """The honest signal on real data: a short LoRA run on a capped corpora mixture beats the base
-    model on the mixture's held-out test split. Caps and steps are shrunk (overlay below) so the
-    test fits CI; the full corpora config trains the same way, longer."""
-    small = built / "configs" / "test-small.yaml"
-    caps = {s["id"]: 150 for s in _sources() if s["role"] in ("native", "chat")}
-    small.write_text(
-        yaml.safe_dump(
-            {
-                "mixture": {"caps": caps},
-                "base_model": {
-                    "pretrain": {
-                        "steps": 60,
-                        "batch_size": 16,
-                        "max_length": 128,
-                        "learning_rate": 0.002,
-                        # the corpora recipe's bilingual phase would be most of this short run
-                        "parallel_steps": 0,
-                    }
-                },
-                "sft": {"max_steps": -1, "epochs": 1},
-            }
-        )
-    )
-    run = _snakemake(built, "sft", extra=small, timeout=1200)
-    assert run.returncode == 0, run.stderr[-4000:]
+    """The honest signal on real data: the corpora recipe's LoRA run beats its base model on the
+    mixture's held-out test split (metrics/train.json of the shared build)."""
     metrics = json.loads((built / "metrics/train.json").read_text())
     assert metrics["train_rows"] >= 1000
     assert metrics["eval_loss_sft"] < metrics["eval_loss_base"], metrics

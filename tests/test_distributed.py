@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_modeling import SFT, chat_rows, data, sft_paths, tiny_base, write_rows  # noqa: F401  (fixtures)
+from .test_modeling import SFT, chat_rows, sft_paths, write_rows
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
        "OMP_NUM_THREADS": "1"}
@@ -42,7 +42,7 @@ def free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def sft_run(base, data, out: Path, processes: int, launch: list[str] = ()) -> dict[str, str]:  # noqa: F811
+def sft_run(base, data, out: Path, processes: int, launch: list[str] = ()) -> dict[str, str]:
     """Run the sft CLI with `processes` processes (accelerate launch if more than 1) at the global
     batch GLOBAL_BATCH; return its output paths."""
     paths = sft_paths(out)
@@ -87,18 +87,18 @@ def assert_same_training(one: dict[str, str], two: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def mp_data(data, tmp_path_factory):  # noqa: F811
+def mp_data(data, tmp_path_factory):
     d = tmp_path_factory.mktemp("mp_data")
     return {**data, "train": write_rows(d / "train.parquet", chat_rows(48, seed=2))}
 
 
 @pytest.fixture(scope="module")
-def one_process(tiny_base, mp_data, tmp_path_factory):  # noqa: F811
+def one_process(tiny_base, mp_data, tmp_path_factory):
     return sft_run(tiny_base, mp_data, tmp_path_factory.mktemp("one"), processes=1)
 
 
 @pytest.mark.slow
-def test_sft_two_processes_give_the_one_process_curve(tiny_base, mp_data, one_process, tmp_path):  # noqa: F811
+def test_sft_two_processes_give_the_one_process_curve(tiny_base, mp_data, one_process, tmp_path):
     # --multi_gpu is accelerate's multi-process launcher (torchrun); on a machine without GPUs it runs
     # CPU processes over gloo (`--cpu` alone starts 1 process)
     two = sft_run(tiny_base, mp_data, tmp_path, processes=2, launch=["--multi_gpu"])
@@ -108,7 +108,7 @@ def test_sft_two_processes_give_the_one_process_curve(tiny_base, mp_data, one_pr
 
 
 @pytest.mark.slow
-def test_fsdp_launch_reads_the_base_weights_on_rank0_only(tiny_base, mp_data, one_process, tmp_path):  # noqa: F811
+def test_fsdp_launch_reads_the_base_weights_on_rank0_only(tiny_base, mp_data, one_process, tmp_path):
     # the project's FSDP config (fsdp_cpu_ram_efficient_loading: true): accelerate launch exports
     # ACCELERATE_USE_FSDP and FSDP_CPU_RAM_EFFICIENT_LOADING. On CPU accelerate trains with DDP rather
     # than FSDP (FSDP is for accelerators), so this checks the loading and rank 0's weights reaching

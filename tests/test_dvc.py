@@ -1,7 +1,7 @@
-"""DVC front end over the real default pipeline (slow: builds it once per session).
+"""DVC front end over the real default pipeline.
 
-One session fixture builds the embedded default through `dvc repro` in a temp git repo, commits
-dvc.lock, pushes to a temp remote and pulls into a fresh `git clone`. The tests then check what a
+The session's default build is made by `dvc repro` in a temp git repo (tests/conftest.py); a copy of
+it commits dvc.lock, pushes to a temp remote and pulls into a fresh `git clone`. The tests then check what a
 user relies on: a second `dvc repro` does nothing; the clone's files match dvc.lock; after the one
 documented command (`snakemake --touch`) Snakemake plans no job there; an experiment
 (`dvc exp run -S sft.lora.r=4`) reruns and `dvc exp show` lists its metrics next to its params.
@@ -9,43 +9,17 @@ documented command (`snakemake --touch`) Snakemake plans no job there; an experi
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import copy_project
+from .conftest import DVC, SNAKEMAKE, copy_build, md5, repro_logs, sh
 
 pytestmark = pytest.mark.slow
-
-ENV = {
-    **os.environ,
-    # the venv first on PATH: the stages call `python -m snakemake`, the rules `python -m atlas_forge`
-    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    "DVC_NO_ANALYTICS": "1",
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "GIT_AUTHOR_NAME": "atlas-forge tests",
-    "GIT_AUTHOR_EMAIL": "tests@atlas-forge.invalid",
-    "GIT_COMMITTER_NAME": "atlas-forge tests",
-    "GIT_COMMITTER_EMAIL": "tests@atlas-forge.invalid",
-}
-DVC = [sys.executable, "-m", "dvc"]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def sh(cmd: list[str], cwd: Path, timeout: int = 3600, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
-    return proc
 
 
 @dataclass
@@ -53,26 +27,22 @@ class Built:
     repo: Path
     clone: Path
     remote: Path
-    first: subprocess.CompletedProcess  # the building `dvc repro`
-    second: subprocess.CompletedProcess  # the no-op `dvc repro`
+    first: str  # stdout of the building `dvc repro`
+    second: str  # stdout of the no-op `dvc repro`
     touch: subprocess.CompletedProcess  # `snakemake --touch` in the clone
 
 
-@pytest.fixture(scope="session")
-def dvc_built(tmp_path_factory) -> Built:
+@pytest.fixture(scope="module")
+def dvc_built(default_build, tmp_path_factory) -> Built:
+    """The session's default build (made by `dvc repro` in a git repo: tests/conftest.py) in a copy that
+    commits dvc.lock, pushes to a temp remote, and is pulled into a fresh `git clone`."""
     base = tmp_path_factory.mktemp("dvc")
     repo, clone, remote = base / "repo", base / "clone", base / "remote"
-    repo.mkdir()
+    copy_build(default_build, repo)
     remote.mkdir()
-    copy_project(repo)
-    sh(["git", "init", "-q", "-b", "main"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "project"], repo)
+    logs = repro_logs(default_build)
     # the committed default remote (../dvc-remote) is overridden in the git-ignored config.local
     sh([*DVC, "remote", "modify", "--local", "local", "url", str(remote)], repo)
-
-    first = sh([*DVC, "repro"], repo)
-    second = sh([*DVC, "repro"], repo)
     # dvc.lock and the git-tracked metric (cache: false) go to git, the rest to the remote
     sh(["git", "add", "dvc.lock", "results/scores.json"], repo)
     sh(["git", "commit", "-qm", "dvc repro"], repo)
@@ -82,22 +52,18 @@ def dvc_built(tmp_path_factory) -> Built:
     sh([*DVC, "remote", "modify", "--local", "local", "url", str(remote)], clone)
     sh([*DVC, "pull"], clone)
     touch = sh([*SNAKEMAKE, "--cores", "all", "--touch"], clone)
-    return Built(repo, clone, remote, first, second, touch)
+    return Built(repo, clone, remote, logs["first_repro"], logs["second_repro"], touch)
 
 
 def stages(root: Path) -> list[str]:
     return list(yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"])
 
 
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def test_repro_runs_every_stage_then_nothing(dvc_built):
     for stage in stages(dvc_built.repo):
-        assert f"Running stage '{stage}'" in dvc_built.first.stdout, stage
-    assert "Data and pipelines are up to date." in dvc_built.second.stdout, dvc_built.second.stdout
-    assert "Running stage" not in dvc_built.second.stdout
+        assert f"Running stage '{stage}'" in dvc_built.first, stage
+    assert "Data and pipelines are up to date." in dvc_built.second, dvc_built.second
+    assert "Running stage" not in dvc_built.second
 
 
 def test_status_clean_after_repro(dvc_built):

@@ -64,31 +64,11 @@ def write_rows(path: Path, rows: list[dict]) -> str:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    return {
-        "text": write_rows(d / "text.parquet", chat_rows(120, seed=1)),
-        "train": write_rows(d / "train.parquet", chat_rows(40, seed=2)),
-        "test": write_rows(d / "test.parquet", chat_rows(16, seed=3)),
-    }
-
-
-@pytest.fixture(scope="module")
 def tokenizer(data):
     from atlas_forge.modeling.base_model import load_texts
     from atlas_forge.modeling.tokenizer import train_tokenizer
 
     return train_tokenizer(load_texts([data["text"]]), 400)
-
-
-@pytest.fixture(scope="module")
-def tiny_base(data, tmp_path_factory):
-    from atlas_forge import config
-    from atlas_forge.modeling import base_model
-
-    out = tmp_path_factory.mktemp("models") / "base"
-    base_model.run(config.parse(base_model.BaseModelParams, TINY_BASE, "base_model"), [data["text"]], out)
-    return out
 
 
 CHAT = [{"role": "user", "content": "سلام، كيداير؟"}, {"role": "assistant", "content": "لاباس، الحمد لله."},

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .conftest import copy_build
+
 pytestmark = pytest.mark.slow
 
 
@@ -39,7 +41,13 @@ def _planned_rules(out: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def built(default_build):
-    return default_build  # conftest: one build shared with tests/test_slurm.py
+    return default_build  # conftest: the session's one default build, read-only here
+
+
+@pytest.fixture(scope="module")
+def own_copy(default_build, tmp_path_factory):
+    """A copy for the tests that run Snakemake in the tree (it writes its lock and metadata there)."""
+    return copy_build(default_build, tmp_path_factory.mktemp("pipeline") / "repo")
 
 
 def test_scores_for_every_task_and_model(built):
@@ -120,13 +128,14 @@ def test_scored_format_is_a_supervised_span(built):
     assert checked >= 30
 
 
-def test_rerun_runs_nothing(built):
-    run = _snakemake(built, "--cores", "2")
+def test_rerun_runs_nothing(own_copy):
+    run = _snakemake(own_copy, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Nothing to be done" in run.stdout + run.stderr
 
 
-def test_param_change_reruns_only_dependants(built):
+def test_param_change_reruns_only_dependants(own_copy):
+    built = own_copy
     params_file = built / "params.yaml"
     original = params_file.read_text()
     params = yaml.safe_load(original)

@@ -106,7 +106,7 @@ def test_profiles_name_real_rules(profile):
 def test_makefile_offline_only_for_default_and_tests():
     text = (ROOT / "Makefile").read_text()
     assert not re.search(r"^export HF_(HUB|DATASETS)_OFFLINE", text, re.M), "offline forced on every command"
-    for target in ("pipeline", "test"):
+    for target in ("pipeline", "test", "check"):
         assert re.search(rf"^[^#\n]*\b{target}\b[^:\n]*: export HF_HUB_OFFLINE", text, re.M), target
 
 

@@ -26,23 +26,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import copy_project
-from .test_dvc import DVC, ENV, SNAKEMAKE, md5, sh
+from .conftest import DVC, ENV, SNAKEMAKE, copy_build, md5, sh
 from .test_pipeline_consistency import snakemake_rules
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("recovery") / "repo"
-    root.mkdir()
-    copy_project(root)
-    sh(["git", "init", "-q", "-b", "main"], root)
-    sh(["git", "add", "-A"], root)
-    sh(["git", "commit", "-qm", "project"], root)
-    sh([*DVC, "repro"], root)
-    return root
+def repo(default_build, tmp_path_factory) -> Path:
+    """A copy of the session's default build (a git repo built by `dvc repro`: tests/conftest.py)."""
+    return copy_build(default_build, tmp_path_factory.mktemp("recovery") / "repo")
 
 
 def dvc_stale(root: Path) -> set[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_modeling import SFT, data, sft_paths, tiny_base  # noqa: F401  (fixtures)
+from .test_modeling import SFT, sft_paths
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -45,7 +45,7 @@ RESUME_SFT = {**SFT, "epochs": 3, "max_steps": -1, "per_device_batch_size": 4, "
               "lora": {**SFT["lora"], "dropout": 0.1}}
 
 
-def sft_cmd(base, data, paths: dict[str, str]) -> list[str]:  # noqa: F811
+def sft_cmd(base, data, paths: dict[str, str]) -> list[str]:
     cmd = [sys.executable, "-m", "atlas_forge", "sft", "--params", json.dumps(RESUME_SFT),
            "--base", str(base), "--train", data["train"], "--test", data["test"], "--threads", "1"]
     for k, v in paths.items():
@@ -59,7 +59,7 @@ def checkpoint_steps(ckpts: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_sft_killed_twice_resumes_to_the_same_adapter(tiny_base, data, tmp_path):  # noqa: F811
+def test_sft_killed_twice_resumes_to_the_same_adapter(tiny_base, data, tmp_path):
     ref, cut = sft_paths(tmp_path / "ref"), sft_paths(tmp_path / "cut")
     run = subprocess.run(sft_cmd(tiny_base, data, ref), capture_output=True, text=True, env=ENV, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -97,7 +97,7 @@ def env() -> dict:
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
-        pytest.fail('the SLURM executor plugin is missing: pip install -e ".[slurm]" (make test does it)')
+        pytest.fail('the SLURM executor plugin is missing: make install (requirements.lock pins it)')
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
