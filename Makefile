@@ -18,12 +18,12 @@ UV_VERSION := 0.13.9
 # One install route for make pipeline, make test, make check and CI: pinned versions from
 # requirements.lock, installed by uv (about 10x faster than pip here: bench/install_time.sh).
 # torch goes through pip: its CPU build lies on this machine's disk where pip's config points, and
-# uv does not look there (unpinned or through uv it would pull a multi-GB CUDA build). uv then sees
-# torch==2.13.0 satisfied and installs the rest.
+# uv does not look there (unpinned or through uv it would pull a multi-GB CUDA build). uv then installs
+# the lock as it is (--no-deps: the lock is pip's complete resolution, scripts/lock.py).
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0 uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock -e .
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -r requirements.lock -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -51,11 +51,10 @@ test: install
 check: install
 	$(PY) -m pytest -q --durations=25
 
-# after a change to pyproject.toml's dependencies: the pins every fresh clone installs
-# (torch is left out: it is installed by pip from the CPU build, see above)
+# after a change to pyproject.toml's dependencies: the pins every fresh clone installs (pip's
+# resolution; torch is left out, see above)
 lock: install
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra slurm --python-version 3.11 \
-		--no-emit-package torch --no-header --no-annotate -q -o requirements.lock
+	$(PY) scripts/lock.py
 
 lint: install
 	$(PY) -m ruff check src tests bench

@@ -6,8 +6,8 @@
 # Routes, each into a new venv of a fresh clone, timed from `python -m venv` to a working install:
 #   pip        the old route: pip install -e ".[dev,slurm]" (pip resolves; this machine's pip config:
 #              PyPI plus its local find-links/extra indexes, where torch's CPU build lies)
-#   pip-lock   pip with the same pins as uv: pip install torch==2.13.0, then -r requirements.lock -e .
-#   uv-lock    the Makefile's route: pip install torch==2.13.0 uv, then uv pip install -r requirements.lock -e .
+#   pip-lock   pip with the same pins as uv: pip install torch==2.13.0, then --no-deps -r requirements.lock -e .
+#   uv-lock    the Makefile's route: pip install torch==2.13.0 uv, then uv pip install --no-deps -r requirements.lock -e .
 # pip runs with --no-cache-dir and uv with an empty UV_CACHE_DIR, so every route downloads what it
 # installs (CI starts cold). The installed versions of the routes are compared (pip freeze).
 set -euo pipefail
@@ -30,13 +30,13 @@ took[pip]=$(secs "$t")
 
 t=$(now); "$PYTHON" -m venv "$work/piplock"
 "$work/piplock/bin/pip" install -q --no-cache-dir torch==2.13.0 2>&1 | grep -v "is ignored" || true
-"$work/piplock/bin/pip" install -q --no-cache-dir -r requirements.lock -e . 2>&1 | grep -v "is ignored" || true
+"$work/piplock/bin/pip" install -q --no-cache-dir --no-deps -r requirements.lock -e . 2>&1 | grep -v "is ignored" || true
 took[pip-lock]=$(secs "$t")
 
 export UV_CACHE_DIR="$work/uv-cache"
 t=$(now); "$PYTHON" -m venv "$work/uv"
 "$work/uv/bin/pip" install -q --no-cache-dir torch==2.13.0 "uv==$UV_VERSION" 2>&1 | grep -v "is ignored" || true
-"$work/uv/bin/uv" pip install -q --python "$work/uv/bin/python" -r requirements.lock -e .
+"$work/uv/bin/uv" pip install -q --python "$work/uv/bin/python" --no-deps -r requirements.lock -e .
 took[uv-lock]=$(secs "$t")
 
 freeze() { "$1/bin/python" -m pip freeze --exclude-editable 2>/dev/null | grep -v -E "^(uv|pip|setuptools|wheel)==" | sort; }

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -156,3 +157,75 @@ def tiny_base(data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "base"
     base_model.run(config.parse(base_model.BaseModelParams, TINY_BASE, "base_model"), [data["text"]], out)
     return out
+
+
+# --- builds that run in the background of the session ---------------------------------------------
+# The corpora build takes most of the whole suite's time (about 12-20 min on 2 cores) but needs no
+# test to finish first. Its tests are marked `background_build(<name>)`: their build starts as soon as
+# the session knows it will run them, those tests run last, and everything else runs meanwhile.
+
+_BACKGROUND: dict[str, Callable[[Path], tuple[list[str], Path]]] = {}
+_STARTED: dict[str, tuple[subprocess.Popen, Path]] = {}
+
+
+def background_build(name: str, prepare: Callable[[Path], tuple[list[str], Path]]) -> None:
+    """Register a build: `prepare(dest)` lays out `dest` and returns (command, cwd) to run there."""
+    _BACKGROUND[name] = prepare
+
+
+def _wanted(items) -> set[str]:
+    return {m.args[0] for item in items for m in item.iter_markers("background_build")}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "background_build(name): the test reads a build started in the "
+                            "background at the start of the session (tests/conftest.py); it runs last")
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: a deselected build never starts
+def pytest_collection_modifyitems(config, items):
+    wanted = _wanted(items)
+    if not wanted:
+        return
+    items.sort(key=lambda item: bool(_wanted([item])))  # stable: the background builds' tests last
+    if config.option.collectonly or os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # under xdist a worker builds in the foreground, once, under build_once's lock
+    root = _shared_dir(config._tmp_path_factory)
+    for name in sorted(wanted & set(_BACKGROUND)):
+        cmd, cwd = _BACKGROUND[name](root / name)
+        log = open(root / f"{name}.log", "w")  # the build writes it until it ends
+        proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        _STARTED[name] = (proc, root / f"{name}.log")
+
+
+def pytest_sessionfinish(session):
+    for proc, _ in _STARTED.values():  # a session cut short (-x, ^C) leaves no build running
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_build(tmp_path_factory, name: str, timeout: float = 3600) -> Path:
+    """The folder of background build `name`, once it has finished (built here, once, if it was not
+    started in the background: under xdist or when the hook did not see its tests)."""
+    if name in _STARTED:
+        proc, log = _STARTED[name]
+
+        def finish(dest: Path) -> None:
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired as err:
+                os.killpg(proc.pid, signal.SIGKILL)
+                tail = log.read_text()[-4000:]
+                raise AssertionError(f"the {name} build ran past {timeout:.0f} s:\n{tail}") from err
+            assert rc == 0, f"the {name} build failed ({rc}):\n{log.read_text()[-6000:]}"
+
+        return build_once(tmp_path_factory, name, finish)
+
+    def foreground(dest: Path) -> None:
+        cmd, cwd = _BACKGROUND[name](dest)
+        run = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+        assert run.returncode == 0, f"the {name} build failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+
+    return build_once(tmp_path_factory, name, foreground)

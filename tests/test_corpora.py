@@ -7,8 +7,6 @@ Skipped where ../shared/corpora is absent. The build runs in a temporary copy of
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,10 +17,11 @@ import yaml
 from atlas_forge import records
 from atlas_forge.textnorm import normalize_arabic
 
-from .conftest import CORPORA, ROOT, build_once, copy_project
+from .conftest import CORPORA, ROOT, background_build, copy_project, wait_build
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.background_build("corpora"),
     pytest.mark.skipif(not CORPORA.is_dir(), reason="../shared/corpora is absent"),
 ]
 
@@ -54,11 +53,12 @@ def _sources() -> list[dict]:
 SCORED = ("sentiment", "transliteration", "translation", "summarization")
 
 
-def _build_corpora(base: Path) -> None:
+def _prepare_corpora(base: Path) -> tuple[list[str], Path]:
     """The corpora recipe (configs/corpora.yaml) through the mixture, sft and the base and sft scores of
-    the four families it trains in the scored format: one build that every test here reads. The
-    overlay keeps the build's own task definitions, less the DarijaMMLU-format sample that nothing
-    trains, so the figures are the build's (bench/results/corpora_run/)."""
+    the four families it trains in the scored format: one build that every test here reads, started in
+    the background at the start of the session (tests/conftest.py). The overlay keeps the build's own
+    task definitions, less the DarijaMMLU-format sample that nothing trains, so the figures are the
+    build's (bench/results/corpora_run/)."""
     base.mkdir(parents=True)
     (base / "shared").symlink_to(CORPORA.parent, target_is_directory=True)
     work = copy_project(base / "main")
@@ -67,14 +67,18 @@ def _build_corpora(base: Path) -> None:
     overlay = {"evaluate": {"tasks": [t for t in tasks if t["name"] in SCORED]}}
     (work / "configs" / "test-margins.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
     scores = [f"results/{m}/{t}.json" for m in ("base", "sft") for t in SCORED]
-    targets = ["mixture", "metrics/train.json", *scores]
-    run = _snakemake(work, *targets, extra=work / "configs" / "test-margins.yaml", timeout=2700)
-    assert run.returncode == 0, run.stderr[-4000:]
+    cmd = [sys.executable, "-m", "snakemake", "mixture", "metrics/train.json", *scores, "--cores", "2",
+           "--configfile", "configs/corpora.yaml", "configs/test-margins.yaml"]
+    return cmd, work
+
+
+if CORPORA.is_dir():
+    background_build("corpora", _prepare_corpora)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    return build_once(tmp_path_factory, "corpora", _build_corpora) / "main"
+    return wait_build(tmp_path_factory, "corpora") / "main"
 
 
 def _contents(df: pl.DataFrame) -> list[str]:
@@ -152,15 +156,6 @@ def test_mixture_card(built):
         assert w["rows_in"] == report["rows_out"] - mixture_rejects, sid
     assert card["rejects_total"] == sum(
         n for by_src in card["rejects"].values() for reasons in by_src.values() for n in reasons.values()
-    )
-
-
-def _snakemake(work: Path, *args: str, extra: Path, timeout: int) -> subprocess.CompletedProcess:
-    """Snakemake in `work` with the corpora config plus an overlay, the venv first on PATH."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "configs/corpora.yaml"]
-    return subprocess.run(
-        [*cmd, str(extra)], cwd=work, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -4,7 +4,7 @@ The session's default build is made by `dvc repro` in a temp git repo (tests/con
 it commits dvc.lock, pushes to a temp remote and pulls into a fresh `git clone`. The tests then check what a
 user relies on: a second `dvc repro` does nothing; the clone's files match dvc.lock; after the one
 documented command (`snakemake --touch`) Snakemake plans no job there; an experiment
-(`dvc exp run -S sft.lora.r=4`) reruns and `dvc exp show` lists its metrics next to its params.
+(`dvc exp run -S sft.max_steps=10`) reruns and `dvc exp show` lists its metrics next to its params.
 """
 
 from __future__ import annotations
@@ -115,9 +115,10 @@ def test_snakemake_agrees_after_pull_and_touch(dvc_built):
 
 
 def test_exp_run_and_show(dvc_built):
-    """An experiment with a cheap param change reruns sft onwards; exp show lists metrics + params."""
+    """An experiment with a cheap param change (10 sft steps instead of the default's 100) reruns sft
+    onwards; exp show lists metrics + params."""
     clone = dvc_built.clone
-    run = sh([*DVC, "exp", "run", "-n", "lora-r4", "-S", "sft.lora.r=4"], clone)
+    run = sh([*DVC, "exp", "run", "-n", "steps10", "-S", "sft.max_steps=10"], clone)
     for stage in ("sft", "evaluate", "report"):
         assert f"Running stage '{stage}'" in run.stdout, run.stdout[-3000:]
     for stage in ("ingest", "split", "mixture", "base_model"):
@@ -136,15 +137,15 @@ def test_exp_run_and_show(dvc_built):
                 walk(value)
 
     walk(shown)
-    exp = [row for row in found if row.get("name") == "lora-r4"]
+    exp = [row for row in found if row.get("name") == "steps10"]
     assert exp, [(row.get("rev"), row.get("name")) for row in found]
     data = exp[0]["data"]
-    assert data["params"]["params.yaml"]["data"]["sft"]["lora"]["r"] == 4
+    assert data["params"]["params.yaml"]["data"]["sft"]["max_steps"] == 10
     metrics = data["metrics"]
     assert metrics["results/scores.json"]["data"], metrics
     assert metrics["metrics/train.json"]["data"], metrics
-    baseline = [row for row in found if row.get("rev") != "workspace" and row.get("name") != "lora-r4"]
+    baseline = [row for row in found if row.get("rev") != "workspace" and row.get("name") != "steps10"]
     assert baseline, [(row.get("rev"), row.get("name")) for row in found]
     base_data = baseline[0]["data"]
-    assert base_data["params"]["params.yaml"]["data"]["sft"]["lora"]["r"] != 4
+    assert base_data["params"]["params.yaml"]["data"]["sft"]["max_steps"] != 10
     assert base_data["metrics"]["results/scores.json"]["data"]

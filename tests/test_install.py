@@ -61,7 +61,7 @@ def test_torch_pin_is_the_one_the_makefile_installs():
     assert [str(r.specifier) for r in torch] == ["==2.13.0"]
     make = (ROOT / "Makefile").read_text()
     assert re.search(r"pip install -q torch==2\.13\.0 uv==\$\(UV_VERSION\)", make)
-    assert "uv pip install -q --python $(PY) -r requirements.lock -e ." in make
+    assert "uv pip install -q --python $(PY) --no-deps -r requirements.lock -e ." in make
 
 
 def test_installed_versions_are_the_locked_ones():

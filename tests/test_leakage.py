@@ -231,7 +231,6 @@ def test_short_bench_items_shared_across_sources_are_removed():
     assert kept.height  # rows of sentences that no bench set holds stay
 
 
-@pytest.mark.slow
 def test_built_mixture_and_bench_sets_share_no_source_row(default_build):
     """On the artifacts of the default build (shared with the other end-to-end tests): mixture
     train/test, and bench vs train."""

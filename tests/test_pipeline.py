@@ -1,5 +1,6 @@
 """End to end: the embedded default builds in a fresh copy, reruns nothing, and a param change
-reruns exactly its dependants (Snakemake's params trigger)."""
+reruns exactly its dependants (Snakemake's params trigger). Fast tier: the checks read the session's
+one default build (tests/conftest.py), which the fast tier builds anyway."""
 
 import json
 import math
@@ -13,8 +14,6 @@ import pytest
 import yaml
 
 from .conftest import copy_build
-
-pytestmark = pytest.mark.slow
 
 
 def _snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:

@@ -149,7 +149,6 @@ def test_readme_gpu_commands_plan():
             assert "accelerate launch --config_file configs/accelerate_fsdp.yaml -m atlas_forge sft" in out
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("profile", [f"paper-gemma2-{s}" for s in SIZES])
 def test_other_hardware_reruns_nothing(default_build, profile):
     """The default, built with profiles/default, is up to date under a GPU profile's threads,

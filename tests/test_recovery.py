@@ -98,10 +98,10 @@ def test_killed_forced_sft_rerun(repo):
     before = md5(adapter)
     ckpts = repo / "models/sft/checkpoints"
     sh(["rm", "-rf", str(ckpts)], repo)  # train from the start: the kill lands mid-training
-    # kill once the new run's first checkpoint exists (step 50 of 82)
+    # kill once the new run's first checkpoint exists (step 50 of the default's 100)
     kill_snakemake_when(repo, ["--cores", "1", "--forcerun", "sft"],
                         lambda: not adapter.exists() and any(ckpts.glob("checkpoint-*/trainer_state.json")))
-    assert not (ckpts / "checkpoint-82").exists()
+    assert not (ckpts / "checkpoint-100").exists()
     assert not adapter.exists()
     agree(repo, {"sft", "evaluate", "report"})
     # the README's line (what `make pipeline` runs) reruns the incomplete sft job, resuming its checkpoint
@@ -127,14 +127,17 @@ def test_missing_model_is_rebuilt_though_scores_exist(repo):
 
 
 def test_killed_evaluation_then_readme_line(repo):
-    # force every evaluation; kill while one is scoring (it has kept some finished batches)
+    # force one evaluation (the smallest run that shows the effect: the judge task scores 7 batches);
+    # kill while it is scoring (it has kept some finished batches)
     def scoring():
         return any(p.read_text().count("\n") >= 2 for p in repo.glob("results/*/*.partial.jsonl"))
 
-    kill_snakemake_when(repo, ["--cores", "1", "--forcerun", "evaluate_task"], scoring)
+    kill_snakemake_when(repo, ["--cores", "1", "--forcerun", "results/sft/alpaca_judge.json"], scoring)
+    assert list(repo.glob("results/sft/alpaca_judge.partial.jsonl")), "the kill landed mid-evaluation"
     # the README's line right away: no --unlock, no --rerun-incomplete by hand
     run = sh([*SNAKEMAKE, "--cores", "all"], repo)
     assert "removed the lock of a run that no longer exists" in run.stderr
+    assert "rule evaluate_task" in run.stdout + run.stderr
     assert not list(repo.glob("results/*/*.partial.jsonl"))
     sh([*DVC, "commit", "-f"], repo)
     clean(repo)
