@@ -530,7 +530,6 @@ def test_card_sets_count_in_generated_rejected_mixed():
     )
 
 
-@pytest.mark.slow
 def test_snakemake_builds_the_generated_sets_of_the_default(tmp_path):
     """The default's generate_docs and identity sources through Snakemake (ingest + generate, no model)."""
     from .conftest import copy_project

@@ -138,7 +138,6 @@ def test_tiny_base_model_reloads(tiny_base):
         assert model(input_ids=ids).logits.shape == (1, ids.shape[1], len(tok))
 
 
-@pytest.mark.slow
 def test_tiny_base_model_is_deterministic(tiny_base, data, tmp_path):
     from atlas_forge import config
     from atlas_forge.modeling import base_model
@@ -283,7 +282,6 @@ def sft_paths(root: Path) -> dict[str, str]:
         "metrics": "metrics.json", "loss": "loss.tsv", "plot": "loss.png"}.items()}
 
 
-@pytest.mark.slow
 def test_sft_learns_and_writes_outputs(tiny_base, data, tmp_path):
     from transformers import AutoModelForCausalLM
 

@@ -67,7 +67,6 @@ def test_tiny_base_reads_the_native_text():
     assert any(o.startswith("results/base/") for j in hit for o in j["output"])
 
 
-@pytest.mark.slow
 def test_venv_snakemake_without_activation(tmp_path):
     """`.venv/bin/snakemake` with the venv not on PATH, and a `python` there that lacks atlas_forge
     (the issue's "No module named atlas_forge" in every job): the jobs still run the venv's Python."""
