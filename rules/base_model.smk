@@ -3,7 +3,7 @@
 rule base_model:
     input:
         text=base_model_text,
-        code=code("modeling/__init__.py", "modeling/base_model.py", "modeling/tokenizer.py", "modeling/chat_template.py"),
+        code=code("atlas_forge.modeling.base_model"),
     output:
         directory("models/base"),
     params:

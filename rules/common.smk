@@ -1,7 +1,9 @@
 # Config validation (once, at the edge) and the helpers every rule file uses.
 import glob
+import importlib.util
 import json
 import os
+import platform
 import shlex
 import sys
 from pathlib import Path
@@ -23,17 +25,32 @@ for _section, _values in config.items():
             f"(profiles/default/config.yaml: set-threads, set-resources), not in params"
         )
 
+# torch picks its CPU kernels by the machine's vector ISA (AVX-512 here, AVX2 on older x86), and the
+# floats differ with them: one corpora build gave three different base models on three set-ups, and
+# the sft's transliteration gain over its base was +8.16 chrF with AVX-512 kernels, +11.07 with AVX2
+# (session 18, bench/results/corpora_run/). Every job runs the AVX2 kernels on x86-64, which every
+# x86-64 CPU since 2013 has, so a CPU build is the same on every machine; export ATEN_CPU_CAPABILITY
+# to choose other kernels (GPU kernels do not read it).
+_CPU_ISA = (
+    'export ATEN_CPU_CAPABILITY="${{ATEN_CPU_CAPABILITY:-avx2}}"; '
+    if platform.machine().lower() in ("x86_64", "amd64")
+    else ""
+)
+
 # Rules run `python -m atlas_forge` (and sft's launcher, e.g. `accelerate`) from the environment of the
 # interpreter that runs Snakemake, so `.venv/bin/snakemake --cores all` works without an activated venv
 # (otherwise `python` is whatever comes first on PATH). A shell prefix rather than a path in each rule:
 # the rules' commands, which Snakemake's rerun check compares, stay the same on every machine, and a
 # cluster job puts its own interpreter's folder first. With --sdm conda a rule runs in the env it
 # declares (envs/atlas-forge.yaml), whose `python` must win: no prefix then.
+# shell.prefix replaces Snakemake's own bash prefix, so it is kept here
+_strict = "set -euo pipefail; " if os.path.basename(shell.get_executable() or "") == "bash" else ""
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _bin = shlex.quote(os.path.dirname(sys.executable)).replace("{", "{{").replace("}", "}}")
-    # shell.prefix replaces Snakemake's own bash prefix, so it is kept here
-    _strict = "set -euo pipefail; " if os.path.basename(shell.get_executable() or "") == "bash" else ""
-    shell.prefix(f'{_strict}export PATH={_bin}:"$PATH"; ')
+    shell.prefix(f'{_strict}export PATH={_bin}:"$PATH"; {_CPU_ISA}')
+elif _CPU_ISA:
+    shell.prefix(f"{_strict}{_CPU_ISA}")
+
 
 def _stale_lock_holders():
     """Processes that may still hold or write this directory's build: Snakemake runs and phase jobs
@@ -117,12 +134,18 @@ def as_json(obj):
     return json.dumps(obj, ensure_ascii=False)
 
 
-def code(*modules):
-    """The phase's own modules as inputs, so editing them reruns exactly that phase (with the modules
-    every phase reads: records, io, and config, which parses its params)."""
-    return sorted(
-        {f for m in ("records.py", "io.py", "config.py", *modules) for f in glob.glob(f"src/atlas_forge/{m}")}
-    )
+# The code a phase runs is derived from its imports (src/atlas_forge/imports.py), never listed by hand:
+# loaded from this tree's own file, not the installed package, so a copy of the project computes its
+# own closures.
+_spec = importlib.util.spec_from_file_location("_atlas_forge_imports", Path(workflow.basedir) / "src/atlas_forge/imports.py")
+_imports = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_imports)
+
+
+def code(module):
+    """The phase module's static import closure inside atlas_forge (function-level imports included)
+    with the CLI every job runs through, as inputs: editing any of them reruns exactly that phase."""
+    return _imports.phase_code(module)
 
 
 def phase_params(section):

@@ -4,7 +4,7 @@ rule evaluate_task:
         data=lambda w: [eval_table(s) for s in TASKS[w.task]["sources"]],
         fewshot=lambda w: [eval_table(s) for s in TASKS[w.task].get("fewshot_sources", [])],
         judge=judge_model,
-        code=code("evaluate/*.py", "benchmarks.py", "textnorm.py", "openai_client.py"),
+        code=code("atlas_forge.evaluate"),
     output:
         scores="results/{model}/{task}.json",
         samples="results/{model}/{task}.samples.jsonl",

@@ -1,7 +1,7 @@
 rule filter_index:
     input:
         bench=bench_sets,
-        code=code("filters/__init__.py", "filters/decontaminate.py", "textnorm.py"),
+        code=code("atlas_forge.filters.decontaminate"),
     output:
         "data/interim/decontamination/index.npz",
     params:
@@ -24,7 +24,7 @@ rule filter_source:
     input:
         table=training_table,
         index="data/interim/decontamination/index.npz",
-        code=code("filters/*.py", "textnorm.py"),
+        code=code("atlas_forge.filters"),
     output:
         table="data/interim/filtered/{source}.parquet",
         rejects="data/reports/rejects/filter/{source}.parquet",

@@ -10,15 +10,7 @@ rule generate_source:
     input:
         table="data/interim/ingested/{source}.parquet",
         extra=generate_extra_inputs,
-        code=code(
-            "generate/*.py",
-            "instruct/*.py",
-            "benchmarks.py",
-            "sides.py",
-            "openai_client.py",
-            "translate/cache.py",
-            "filters/arabic_ratio.py",
-        ),
+        code=code("atlas_forge.generate"),
     output:
         table="data/interim/generated/{source}.parquet",
         rejects="data/reports/rejects/generate/{source}.parquet",

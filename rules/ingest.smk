@@ -1,7 +1,7 @@
 rule ingest_source:
     input:
         data=source_files,
-        code=code("ingest.py", "sources/*.py"),
+        code=code("atlas_forge.ingest"),
     output:
         table="data/interim/ingested/{source}.parquet",
         rejects="data/reports/rejects/ingest/{source}.parquet",

@@ -1,7 +1,7 @@
 rule instruct_source:
     input:
         train="data/interim/split/{source}/train.parquet",
-        code=code("instruct/*.py", "sides.py", "benchmarks.py"),
+        code=code("atlas_forge.instruct"),
     output:
         table="data/interim/instructions/{source}.parquet",
         rejects="data/reports/rejects/instruct/{source}.parquet",

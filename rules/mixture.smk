@@ -12,7 +12,7 @@ rule mixture:
         # rejected here, with a reason and a count in the card (models/base needs no mixture)
         tokenizer="models/base",
         reference=subset_reference,
-        code=code("mixture.py", "sides.py", "modeling/render.py", "evaluate/loglik.py"),
+        code=code("atlas_forge.mixture"),
     output:
         train="data/processed/mixture/train.parquet",
         test="data/processed/mixture/test.parquet",

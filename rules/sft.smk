@@ -5,10 +5,7 @@ rule sft:
         base="models/base",
         train="data/processed/mixture/train.parquet",
         test="data/processed/mixture/test.parquet",
-        code=code(
-            "modeling/__init__.py", "modeling/sft.py", "modeling/chat_template.py", "modeling/render.py",
-            "evaluate/loglik.py",
-        ),
+        code=code("atlas_forge.modeling.sft"),
     output:
         adapter=directory("models/sft/adapter"),
         merged=directory("models/sft/merged"),

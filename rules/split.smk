@@ -1,7 +1,7 @@
 rule split_source:
     input:
         table="data/interim/ingested/{source}.parquet",
-        code=code("split.py", "textnorm.py"),
+        code=code("atlas_forge.split"),
     output:
         train="data/interim/split/{source}/train.parquet",
         bench="data/interim/split/{source}/bench.parquet",

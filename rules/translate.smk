@@ -4,7 +4,7 @@ rule translate_source:
     input:
         table="data/interim/ingested/{source}.parquet",
         seed_caches=config["translate"]["seed_caches"],
-        code=code("translate/*.py", "filters/langid.py", "openai_client.py"),
+        code=code("atlas_forge.translate"),
     output:
         table="data/interim/translated/{source}.parquet",
         rejects="data/reports/rejects/translate/{source}.parquet",

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from atlas_forge import imports
+
 log = logging.getLogger(__name__)
 
 _ACTIVE: contextvars.ContextVar[WorkCache | None] = contextvars.ContextVar("eval_work", default=None)
@@ -116,11 +118,6 @@ def cached(kind: str, model, batch_input: Any, compute: Callable[[], Any]) -> An
 
 
 def code_sha256() -> str:
-    """The evaluate code (as the rule lists it): a changed scorer must not reuse old numbers."""
-    root = Path(__file__).resolve().parent.parent
-    files = sorted([*root.glob("evaluate/*.py"), root / "benchmarks.py", root / "textnorm.py"])
-    h = hashlib.sha256()
-    for f in files:
-        if f.exists():
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
+    """The evaluate phase's code, its import closure (the rule's code inputs): a changed scorer must not
+    reuse old numbers."""
+    return imports.code_sha256("atlas_forge.evaluate")

@@ -1,0 +1,83 @@
+"""dvc.yaml's code deps, derived from the same import closures as the Snakemake rules (issue 19).
+
+    python scripts/dvc_code_deps.py           rewrite each stage's src/atlas_forge deps (comments kept)
+    python scripts/dvc_code_deps.py --check   exit 1, naming each stage whose deps differ
+
+A stage's code deps are the code inputs of its phase's rules (rules/<stage>.smk), which
+rules/common.smk's `code(module)` computes from the phase module's imports; nothing is listed by hand.
+tests/test_pipeline_consistency.py runs the check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = "src/atlas_forge/"
+
+
+def rule_code(root: Path) -> dict[str, list[str]]:
+    """Stage (rules/<stage>.smk) -> the code files its rules take as inputs."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ResourceSettings
+
+    out: dict[str, set[str]] = {}
+    with SnakemakeApi() as api:
+        wf = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=root / "Snakefile",
+                          workdir=root)
+        for rule in wf._workflow.rules:
+            stage = Path(rule.snakefile).stem
+            files = {str(f) for f in rule.input if isinstance(f, str) and str(f).startswith(CODE)}
+            if files:
+                out.setdefault(stage, set()).update(files)
+    return {stage: sorted(files) for stage, files in out.items()}
+
+
+def differences(root: Path) -> list[str]:
+    import yaml
+
+    stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    found = []
+    for stage, code in rule_code(root).items():
+        have = sorted(d for d in stages.get(stage, {}).get("deps", []) if d.startswith(CODE))
+        if have != code:
+            extra, missing = sorted(set(have) - set(code)), sorted(set(code) - set(have))
+            found.append(f"dvc.yaml stage {stage!r}: missing {missing}, not imported {extra}")
+    return found
+
+
+def rewrite(root: Path) -> None:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)  # the file's own style
+    path = root / "dvc.yaml"
+    doc = yaml.load(path.read_text(encoding="utf-8"))
+    for stage, code in rule_code(root).items():
+        deps = doc["stages"][stage]["deps"]
+        keep = [d for d in deps if not str(d).startswith(CODE)]
+        deps.clear()
+        deps.extend(keep + code)
+    with path.open("w", encoding="utf-8") as f:
+        yaml.dump(doc, f)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="report differences instead of rewriting")
+    parser.add_argument("--root", type=Path, default=ROOT)
+    args = parser.parse_args(argv)
+    if args.check:
+        found = differences(args.root)
+        print("\n".join(found) or "dvc.yaml's code deps are the rules' import closures")
+        return 1 if found else 0
+    rewrite(args.root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
