@@ -57,7 +57,7 @@ lock: install
 	$(PY) scripts/lock.py
 
 lint: install
-	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff check src tests bench scripts
 	$(PY) -m snakemake --lint
 
 clean:

@@ -67,7 +67,9 @@ def rewrite(root: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="report differences instead of rewriting")
     parser.add_argument("--root", type=Path, default=ROOT)
     args = parser.parse_args(argv)

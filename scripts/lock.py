@@ -41,7 +41,7 @@ def resolve() -> dict[str, str]:
 def main() -> int:
     pins = {n: v for n, v in resolve().items() if n not in LEFT_OUT}
     text = "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()))
-    header = ("# pinned by scripts/lock.py (make lock): pip's resolution of .[" + EXTRAS + "], torch left out\n")
+    header = f"# pinned by scripts/lock.py (make lock): pip's resolution of .[{EXTRAS}], torch left out\n"
     (ROOT / "requirements.lock").write_text(header + text)
     print(f"requirements.lock: {len(pins)} pins")
     return 0
