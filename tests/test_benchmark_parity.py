@@ -220,24 +220,12 @@ def tables(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pipeline_model(tmp_path_factory):
-    """The tiny model exactly as the default build makes it (params.yaml's base_model section)."""
-    from atlas_forge import config, ingest, io
-    from atlas_forge.modeling.base_model import BaseModelParams, build_tiny
-
-    tmp = tmp_path_factory.mktemp("pipeline_model")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    texts = []
-    for src in params["ingest"]["sources"]:
-        if src["role"] in ("raw", "native"):
-            cfg = ingest.parse_source({**src, "path": str(ROOT / src["path"])})
-            table, _, _ = ingest.ingest_rows(cfg, ingest.read_rows(cfg))
-            path = tmp / f"{src['id']}.parquet"
-            io.write_table(table, path, "test")
-            texts.append(str(path))
-    bm = {k: v for k, v in params["base_model"].items() if k != "resources"}
-    build_tiny(config.parse(BaseModelParams, bm, "base_model"), texts, tmp / "base")
-    return tmp / "base"
+def pipeline_model(default_build, tmp_path_factory):
+    """The tiny model the default build ships (models/base of the session's one build), copied: the
+    parity runs write their tables beside the model."""
+    out = tmp_path_factory.mktemp("pipeline_model") / "base"
+    shutil.copytree(default_build / "models" / "base", out)
+    return out
 
 
 @pytest.fixture(scope="module")
