@@ -33,7 +33,7 @@ for cmd in "${cmds[@]}"; do
     "$(( ${rss:-0} / 1024 ))")
   echo "$line" | tee -a "$results/readme_commands.txt"
   if [ "$cmd" = test ] || [ "$cmd" = check ]; then
-    tier=$([ "$cmd" = test ] && echo 'make test (-m "not slow")' || echo "make check (whole suite)")
+    tier=$([ "$cmd" = test ] && echo 'make test (-n 2 -m "not slow")' || echo "make check (whole suite)")
     {
       echo "## $tier: $(date -u +%Y-%m-%d), commit $commit, fresh clone, ${secs} s with the install"
       sed -n '/slowest 25 durations/,/passed\|failed/p' "$log"
