@@ -1,7 +1,7 @@
 # atlas-forge: the Atlas-Chat recipe as a build. This file is the table of contents;
 # each phase lives in rules/<phase>.smk and its logic in src/atlas_forge/.
 # Phase targets: snakemake --cores all <phase>   (ingest split instruct translate generate filter
-#                mixture base_model sft evaluate report)
+#                mixture tokenizer base_model sft evaluate report)
 
 configfile: "params.yaml"
 
@@ -28,6 +28,7 @@ include: "rules/translate.smk"
 include: "rules/generate.smk"
 include: "rules/filter.smk"
 include: "rules/mixture.smk"
+include: "rules/tokenizer.smk"
 include: "rules/base_model.smk"
 include: "rules/sft.smk"
 include: "rules/evaluate.smk"

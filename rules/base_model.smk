@@ -1,8 +1,9 @@
-# Tiny default: tokenizer + Gemma 2 trained here on Darija text that never reaches a benchmark set.
-# A pretrained base (kind: pretrained) depends on no data (base_model_text).
+# Tiny default: Gemma 2 pre-trained here, on the tokenizer phase's tokenizer, on Darija text that never
+# reaches a benchmark set. A pretrained base (kind: pretrained) depends on no data (base_model_text).
 rule base_model:
     input:
         text=base_model_text,
+        tokenizer="models/tokenizer",
         code=code("atlas_forge.modeling.base_model"),
     output:
         directory("models/base"),
@@ -14,4 +15,4 @@ rule base_model:
     conda:
         "../envs/atlas-forge.yaml"
     shell:
-        "python -m atlas_forge base_model --params {params.cfg:q} --text {input.text} --out {output} --threads {threads} > {log} 2>&1"
+        "python -m atlas_forge base_model --params {params.cfg:q} --text {input.text} --tokenizer {input.tokenizer} --out {output} --threads {threads} > {log} 2>&1"

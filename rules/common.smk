@@ -14,6 +14,19 @@ from snakemake.utils import validate
 
 validate(config, "schemas/params.schema.yaml")
 
+# The phases' contracts (atlas_forge.phase) come from this tree's own code, not an installed copy, so
+# a copy of the project plans with its own declarations.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from atlas_forge import phases as _phases  # noqa: E402
+from atlas_forge.config import ConfigError  # noqa: E402
+
+# Every job's params are parsed with its phase's typed config now, when the graph is built: a misspelt
+# key (`sft: {lora: {rr: 8}}`) fails `snakemake -n` at once and names the key, before anything runs.
+try:
+    _phases.validate(config)
+except ConfigError as _e:
+    raise ValueError(f"params: {_e}") from None
+
 # How a job runs (threads, memory, runtime, GPUs, launcher) lives in a Snakemake profile
 # (profiles/), never in params: a param change reruns the phase, and other hardware must not.
 # An old overlay that still sets them would otherwise be ignored without a word.
@@ -128,12 +141,6 @@ wildcard_constraints:
     task="[A-Za-z0-9_.-]+",
 
 
-def as_json(obj):
-    """Params reach phases as one JSON blob, so a changed value reruns exactly its dependants."""
-    # key order is kept: it carries meaning (a source's label order becomes its A/B/C order)
-    return json.dumps(obj, ensure_ascii=False)
-
-
 # The code a phase runs is derived from its imports (src/atlas_forge/imports.py), never listed by hand:
 # loaded from this tree's own file, not the installed package, so a copy of the project computes its
 # own closures.
@@ -148,9 +155,11 @@ def code(module):
     return _imports.phase_code(module)
 
 
-def phase_params(section):
-    """A section's params as the phase sees them (the whole section: how a job runs is not in it)."""
-    return as_json(config[section])
+def phase_params(name):
+    """The one route by which params reach a phase: one JSON of the section its contract owns (as this
+    job sees it) and the other keys it declares it reads. A changed value reruns exactly its readers."""
+    contract = _phases.contract(name)
+    return lambda wildcards: contract.params_json(config, **dict(wildcards.items()))
 
 
 def every_output(wildcards=None):
@@ -206,20 +215,6 @@ def training_table(wildcards):
     return f"data/interim/instructions/{wildcards.source}.parquet"
 
 
-def filter_params(wildcards):
-    """The filter section, with the steps a source lists as its own `filter_steps` (an overlay
-    decides which of the project's filters already-curated rows pass through)."""
-    steps = SOURCES[wildcards.source].get("filter_steps")
-    return as_json({**config["filter"], **({"steps": steps} if steps is not None else {})})
-
-
-def instruct_params():
-    """The instruct section plus the mixture's train/test draw: instruct combines only source rows
-    of the same side into one conversation (few-shot examples, multi-turn partners)."""
-    sides = {"seed": config["mixture"]["seed"], "test_fraction": config["mixture"]["test_fraction"]}
-    return as_json({**config["instruct"], "sides": sides})
-
-
 def base_model_text(wildcards=None):
     """Text the tiny model's tokenizer and pre-training read. A pretrained base reads none, so a data
     change must not re-fetch it nor rerun the base model's evaluations."""
@@ -231,24 +226,14 @@ def base_model_text(wildcards=None):
 
 
 def generate_extra_inputs(wildcards):
-    """What a generate job reads besides its table: the seed caches (documents/posts), the base model
-    whose tokenizer measures segments (stories)."""
+    """What a generate job reads besides its table: the seed caches (documents/posts), the tokenizer
+    that measures segments (stories)."""
     role = SOURCES[wildcards.source]["role"]
     if role == "generate_docs":
         return config["generate"].get("seed_caches", [])
     if role == "story":
-        return ["models/base"]
+        return ["models/tokenizer"]
     return []
-
-
-def generate_params(wildcards):
-    """The generate section plus the mixture's train/test draw (as instruct gets it): few-shot examples
-    and multi-turn partners come from documents of one side only. Stories and identity pairs do not
-    combine rows: they get the section alone, so a mixture change does not rebuild them."""
-    cfg = dict(config["generate"])
-    if SOURCES[wildcards.source]["role"] == "generate_docs":
-        cfg["sides"] = {"seed": config["mixture"]["seed"], "test_fraction": config["mixture"]["test_fraction"]}
-    return as_json(cfg)
 
 
 def subset_reference(wildcards=None):

@@ -9,8 +9,7 @@ rule evaluate_task:
         scores="results/{model}/{task}.json",
         samples="results/{model}/{task}.samples.jsonl",
     params:
-        task=lambda w: as_json(TASKS[w.task]),
-        batch_size=config["evaluate"]["batch_size"],
+        cfg=phase_params("evaluate"),
     log:
         "logs/evaluate/{model}/{task}.log",
     # threads and resources (mem_mb, runtime, gpu) come from the workflow profile (profiles/):
@@ -18,7 +17,7 @@ rule evaluate_task:
     conda:
         "../envs/atlas-forge.yaml"
     shell:
-        "python -m atlas_forge evaluate --task {params.task:q} --batch-size {params.batch_size} --model {input.model} "
+        "python -m atlas_forge evaluate --params {params.cfg:q} --model {input.model} "
         "--model-name {wildcards.model} --data {input.data} --fewshot-data {input.fewshot} --device auto --out {output.scores} --samples {output.samples} "
         "--threads {threads} > {log} 2>&1"
 

@@ -5,13 +5,8 @@ rule filter_index:
     output:
         "data/interim/decontamination/index.npz",
     params:
-        # only what the index depends on: a changed length bound must not rebuild it
-        cfg=as_json(
-            {
-                "steps": ["decontaminate"],
-                "decontaminate": config["filter"].get("decontaminate", {}),
-            }
-        ),
+        # only what the index depends on (its contract's view): a changed length bound must not rebuild it
+        cfg=phase_params("filter-index"),
     log:
         "logs/filter/decontamination_index.log",
     conda:
@@ -30,7 +25,7 @@ rule filter_source:
         rejects="data/reports/rejects/filter/{source}.parquet",
         report="data/reports/filter/{source}.json",
     params:
-        cfg=filter_params,
+        cfg=phase_params("filter"),
     log:
         "logs/filter/{source}.log",
     # the chain from the base model to sft before the base model's scores: it is the build's critical path

@@ -16,9 +16,9 @@ rule generate_source:
         rejects="data/reports/rejects/generate/{source}.parquet",
         stats="data/reports/generate/{source}.json",
     params:
-        cfg=generate_params,
+        cfg=phase_params("generate"),
         role=lambda w: SOURCES[w.source]["role"],
-        tokenizer=lambda w: "--tokenizer models/base" if SOURCES[w.source]["role"] == "story" else "",
+        tokenizer=lambda w: "--tokenizer models/tokenizer" if SOURCES[w.source]["role"] == "story" else "",
     log:
         "logs/generate/{source}.log",
     # the chain from the base model to sft before the base model's scores: it is the build's critical path

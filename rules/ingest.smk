@@ -6,13 +6,13 @@ rule ingest_source:
         table="data/interim/ingested/{source}.parquet",
         rejects="data/reports/rejects/ingest/{source}.parquet",
     params:
-        source=lambda w: as_json(SOURCES[w.source]),
+        cfg=phase_params("ingest"),
     log:
         "logs/ingest/{source}.log",
     conda:
         "../envs/atlas-forge.yaml"
     shell:
-        "python -m atlas_forge ingest --source {params.source:q} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
+        "python -m atlas_forge ingest --params {params.cfg:q} --out {output.table} --rejects {output.rejects} > {log} 2>&1"
 
 
 rule ingest:

@@ -6,7 +6,7 @@ rule instruct_source:
         table="data/interim/instructions/{source}.parquet",
         rejects="data/reports/rejects/instruct/{source}.parquet",
     params:
-        cfg=instruct_params(),
+        cfg=phase_params("instruct"),
     log:
         "logs/instruct/{source}.log",
     conda:

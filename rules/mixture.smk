@@ -8,9 +8,9 @@ rule mixture:
         + expand("data/reports/rejects/generate/{source}.parquet", source=[s for s in GENERATED if s in TRAIN_SOURCES]),
         # per-set counts of the generate phase (rows in, generated) for the card
         sets=expand("data/reports/generate/{source}.json", source=[s for s in GENERATED if s in TRAIN_SOURCES]),
-        # the base model's tokenizer: rows whose assistant tokens sft.max_length cuts entirely are
-        # rejected here, with a reason and a count in the card (models/base needs no mixture)
-        tokenizer="models/base",
+        # the tokenizer (its own target, never the model: data does not wait for pre-training): rows
+        # whose assistant tokens sft.max_length cuts entirely are rejected here, counted in the card
+        tokenizer="models/tokenizer",
         reference=subset_reference,
         code=code("atlas_forge.mixture"),
     output:
@@ -20,15 +20,14 @@ rule mixture:
         card_md="data/reports/mixture_card.md",
         rejects="data/reports/rejects/mixture/all.parquet",
     params:
-        cfg=as_json(config["mixture"]),
-        max_length=config["sft"]["max_length"],
+        cfg=phase_params("mixture"),
     log:
         "logs/mixture.log",
-    # the chain from the base model to sft before the base model's scores: it is the build's critical path
+    # the chain to sft before the base model's scores: it is the build's critical path
     priority: 1
     conda:
         "../envs/atlas-forge.yaml"
     shell:
         "python -m atlas_forge mixture --params {params.cfg:q} --inputs {input.tables} --rejects {input.rejects} "
         "--train {output.train} --test {output.test} --card-json {output.card_json} --card-md {output.card_md} "
-        "--tokenizer {input.tokenizer} --max-length {params.max_length} --mixture-rejects {output.rejects} --set-stats {input.sets} > {log} 2>&1"
+        "--tokenizer {input.tokenizer} --mixture-rejects {output.rejects} --set-stats {input.sets} > {log} 2>&1"

@@ -9,7 +9,7 @@ rule report:
         report="results/report.md",
         plot="plots/scores.png",
     params:
-        cfg=as_json(config["report"]),
+        cfg=phase_params("report"),
     log:
         "logs/report.log",
     conda:

@@ -6,11 +6,7 @@ rule split_source:
         train="data/interim/split/{source}/train.parquet",
         bench="data/interim/split/{source}/bench.parquet",
     params:
-        cfg=lambda w: as_json(
-            {**config["split"], "bench_fraction": 1.0}
-            if SOURCES[w.source]["role"] == "eval"
-            else config["split"]
-        ),
+        cfg=phase_params("split"),
     log:
         "logs/split/{source}.log",
     conda:

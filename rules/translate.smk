@@ -9,7 +9,7 @@ rule translate_source:
         table="data/interim/translated/{source}.parquet",
         rejects="data/reports/rejects/translate/{source}.parquet",
     params:
-        cfg=as_json(config["translate"]),
+        cfg=phase_params("translate"),
     log:
         "logs/translate/{source}.log",
     conda:

@@ -1,11 +1,13 @@
-"""dvc.yaml's code deps, derived from the same import closures as the Snakemake rules (issue 19).
+"""dvc.yaml's code deps and params, derived from the same declarations as the Snakemake rules (issue 19).
 
-    python scripts/dvc_code_deps.py           rewrite each stage's src/atlas_forge deps (comments kept)
-    python scripts/dvc_code_deps.py --check   exit 1, naming each stage whose deps differ
+    python scripts/dvc_code_deps.py           rewrite each stage's src/atlas_forge deps and its params
+                                              (comments kept)
+    python scripts/dvc_code_deps.py --check   exit 1, naming each stage whose deps or params differ
 
 A stage's code deps are the code inputs of its phase's rules (rules/<stage>.smk), which
-rules/common.smk's `code(module)` computes from the phase module's imports; nothing is listed by hand.
-tests/test_pipeline_consistency.py runs the check.
+rules/common.smk's `code(module)` computes from the phase module's imports. Its params are what its
+phases' contracts read (atlas_forge.phase: the section, or its keys, and the other keys named in
+`reads`). Nothing is listed by hand; tests/test_code_deps.py runs the check.
 """
 
 from __future__ import annotations
@@ -35,11 +37,32 @@ def rule_code(root: Path) -> dict[str, list[str]]:
     return {stage: sorted(files) for stage, files in out.items()}
 
 
+def stage_params(root: Path) -> dict[str, list[str]]:
+    """Stage -> the params its phases' contracts read: a whole section once, keys of a section only
+    when the section itself is not listed."""
+    sys.path.insert(0, str(root / "src"))
+    from atlas_forge import phases
+
+    keys: dict[str, list[str]] = {}
+    for contract in phases.contracts().values():
+        keys.setdefault(contract.stage or contract.name, []).extend(contract.dvc_params())
+    out = {}
+    for stage, listed in keys.items():
+        whole = {k for k in listed if "." not in k}
+        kept = [k for k in dict.fromkeys(listed) if k in whole or k.split(".")[0] not in whole]
+        out[stage] = kept
+    return out
+
+
 def differences(root: Path) -> list[str]:
     import yaml
 
     stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     found = []
+    for stage, params in stage_params(root).items():
+        have = stages.get(stage, {}).get("params")
+        if have != params:
+            found.append(f"dvc.yaml stage {stage!r}: params {have}, its contracts read {params}")
     for stage, code in rule_code(root).items():
         have = sorted(d for d in stages.get(stage, {}).get("deps", []) if d.startswith(CODE))
         if have != code:
@@ -57,6 +80,10 @@ def rewrite(root: Path) -> None:
     yaml.indent(mapping=2, sequence=4, offset=2)  # the file's own style
     path = root / "dvc.yaml"
     doc = yaml.load(path.read_text(encoding="utf-8"))
+    for stage, params in stage_params(root).items():
+        listed = doc["stages"][stage]["params"]
+        listed.clear()
+        listed.extend(params)
     for stage, code in rule_code(root).items():
         deps = doc["stages"][stage]["deps"]
         keep = [d for d in deps if not str(d).startswith(CODE)]
@@ -75,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         found = differences(args.root)
-        print("\n".join(found) or "dvc.yaml's code deps are the rules' import closures")
+        print("\n".join(found) or "dvc.yaml's code deps and params are the rules' closures and contracts")
         return 1 if found else 0
     rewrite(args.root)
     return 0

@@ -1,5 +1,6 @@
-"""A local OpenAI-compatible chat endpoint for the client tests (translate backend, judge): the real
-HTTP path of ChatClient runs against it, with scripted statuses, headers, delays and bodies."""
+"""A local OpenAI-compatible chat endpoint for the client tests (chat_client and its callers: translate,
+generate, judge): the real HTTP path of ChatClient runs against it, with scripted statuses, headers, delays
+and bodies."""
 
 from __future__ import annotations
 

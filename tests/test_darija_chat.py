@@ -108,7 +108,7 @@ def test_fixture_rows_through_filter_and_mixture_card(fixture_dir, tmp_path):
         [
             "mixture",
             "--params",
-            json.dumps(params),
+            json.dumps({"mixture": params}),
             "--inputs",
             str(tmp_path / "kept.parquet"),
             "--rejects",

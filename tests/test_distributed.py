@@ -48,7 +48,8 @@ def sft_run(base, data, out: Path, processes: int, launch: list[str] = ()) -> di
     paths = sft_paths(out)
     per_device = GLOBAL_BATCH // processes // MP_SFT["gradient_accumulation_steps"]
     params = {**MP_SFT, "per_device_batch_size": per_device}
-    cmd = [sys.executable, "-m", "atlas_forge", "sft", "--params", json.dumps(params), "--base", str(base),
+    cmd = [sys.executable, "-m", "atlas_forge", "sft", "--params", json.dumps({"sft": params}),
+           "--base", str(base),
            "--train", data["train"], "--test", data["test"], "--threads", "1"]
     for k, v in paths.items():
         cmd += [f"--{k}", v]

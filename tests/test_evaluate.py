@@ -396,11 +396,12 @@ def test_cli_writes_results(tiny, tmp_path):
     path, _, _ = tiny
     data = _write(mcq_rows(5), tmp_path / "bench.parquet")
     out, samples = tmp_path / "r" / "mcq.json", tmp_path / "r" / "mcq.samples.jsonl"
-    task = json.dumps({"name": "mcq", "family": "darijammlu", "sources": ["sample_mcq"]})
+    one = {"name": "mcq", "family": "darijammlu", "sources": ["sample_mcq"]}
+    task = json.dumps({"evaluate": {"task": one, "batch_size": 2}})
     rc = cli.main(
         [
             "evaluate",
-            "--task",
+            "--params",
             task,
             "--model",
             str(path),
@@ -412,8 +413,6 @@ def test_cli_writes_results(tiny, tmp_path):
             str(out),
             "--samples",
             str(samples),
-            "--batch-size",
-            "2",
         ]
     )
     assert rc == 0
@@ -421,12 +420,12 @@ def test_cli_writes_results(tiny, tmp_path):
     assert res["task"] == "mcq" and res["model"] == "base" and res["n"] == 5
     lines = io.read_jsonl(samples)
     assert {"id", "prompt", "choices", "logliks", "gold", "pred", "correct"} <= set(lines[0])
-    bad = json.dumps({"name": "mcq", "family": "mcq_letterz", "sources": ["sample_mcq"]})
+    bad = json.dumps({"evaluate": {"task": {**one, "family": "mcq_letterz"}}})
     assert (
         cli.main(
             [
                 "evaluate",
-                "--task",
+                "--params",
                 bad,
                 "--model",
                 str(path),

@@ -232,7 +232,7 @@ def test_cli(tmp_path, monkeypatch):
     rows = [rec("a", "سلام عليكم", "مرحبا بيك"), rec("b", "سلام عليكم", "مرحبا بيك")]
     io.write_table(table(*rows), tmp_path / "in.parquet", "test")
     io.write_table(table(rec("x", "جملة ما عندها علاقة", "لا")), tmp_path / "bench.parquet", "test")
-    argv = ["filter", "--params", json.dumps(DEFAULT), "--input", str(tmp_path / "in.parquet"),
+    argv = ["filter", "--params", json.dumps({"filter": DEFAULT}), "--input", str(tmp_path / "in.parquet"),
             "--bench", str(tmp_path / "bench.parquet"), "--out", str(tmp_path / "out.parquet"),
             "--rejects", str(tmp_path / "rej.parquet")]
     assert main(argv) == 0

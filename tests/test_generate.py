@@ -17,6 +17,7 @@ import pytest
 
 from atlas_forge import io, records
 from atlas_forge.config import ConfigError, parse
+from atlas_forge.conversations import Sides
 from atlas_forge.generate import (
     AllWrong,
     GenerateConfig,
@@ -27,9 +28,8 @@ from atlas_forge.generate import (
 )
 from atlas_forge.generate import checks as gen_checks
 from atlas_forge.generate.cache import FILENAME, GenerationCache
-from atlas_forge.generate.card import sets_markdown, sets_section
 from atlas_forge.generate.identity import repeat_table
-from atlas_forge.instruct import Sides
+from atlas_forge.generated_sets import sets_markdown, sets_section
 from tests.fake_openai import FakeChatServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import polars as pl
@@ -6,6 +7,8 @@ import pytest
 from atlas_forge import ingest, records
 from atlas_forge.cli import main
 from atlas_forge.config import ConfigError
+
+from .conftest import ROOT
 
 
 def _spec(**kw):
@@ -153,8 +156,8 @@ def test_cli_writes_table_and_rejects(tmp_path):
     rc = main(
         [
             "ingest",
-            "--source",
-            json.dumps(spec),
+            "--params",
+            json.dumps({"ingest": {"source": spec}}),
             "--out",
             str(tmp_path / "o.parquet"),
             "--rejects",
@@ -164,3 +167,78 @@ def test_cli_writes_table_and_rejects(tmp_path):
     assert rc == 0
     assert pl.read_parquet(tmp_path / "o.parquet").height == 2
     assert pl.read_parquet(tmp_path / "x.parquet").height == 0
+
+
+def _hub_folder(parent, texts):
+    """A local dataset folder named `belebele` in the Hub layout (README configs -> data file)."""
+    folder = parent / "belebele"
+    (folder / "data").mkdir(parents=True)
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: ary_Arab\n  data_files:\n  - split: test\n"
+        "    path: data/ary_Arab.jsonl\n---\n",
+        encoding="utf-8",
+    )
+    rows = [{"question_number": i, "question": t, "dialect": "ary_Arab"} for i, t in enumerate(texts, 1)]
+    (folder / "data" / "ary_Arab.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    return folder
+
+
+def test_local_hub_folders_of_one_name_are_each_read_from_their_own_files(tmp_path, monkeypatch):
+    """Two local folders both named `belebele`: each ingest gets its own folder's rows. `datasets`
+    keys a local folder in its cache by the folder's name, so it used to serve the second folder the
+    rows it had cached for the first (a 60-row folder ingested as the 14-row test fixture)."""
+    import datasets
+
+    shared = tmp_path / "hf-datasets-cache"  # the cache every load_dataset call shares by default
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", shared)
+    big = _hub_folder(tmp_path / "a", [f"سؤال رقم {i} من الستين" for i in range(60)])
+    small = _hub_folder(tmp_path / "b", [f"سؤال رقم {i} من الأربعطاش" for i in range(14)])
+    expected = {
+        big: [f"سؤال رقم {i} من الستين" for i in range(60)],
+        small: [f"سؤال رقم {i} من الأربعطاش" for i in range(14)],
+    }
+    for folder in (big, small, big):
+        spec = {
+            "id": "belebele_local",
+            "kind": "hf",
+            "name": str(folder),
+            "revision": "local",
+            "config": "ary_Arab",
+            "split": "test",
+            "role": "eval",
+            "task": "benchmark",
+            "lang": "ary_Arab",
+            "columns": {"text": "question"},
+        }
+        out, rej, n = _run(spec)
+        assert (n, out.height, rej.height) == (len(expected[folder]), len(expected[folder]), 0), folder
+        assert [m[0]["content"] for m in out["messages"]] == expected[folder]
+        metas = [records.load_meta(m) for m in out["meta"]]
+        assert {m["file"] for m in metas} == {f"hf://{folder}@local/test/ary_Arab"}
+        assert [m["line"] for m in metas] == list(range(1, len(expected[folder]) + 1))
+        first = {"question_number": 1, "question": expected[folder][0], "dialect": "ary_Arab"}
+        assert metas[0]["doc"] == first
+    # nothing was read from, or left in, the shared cache under the folders' common name
+    assert not list(shared.glob("**/belebele*"))
+
+
+def test_reader_registry_covers_the_declared_kinds(tmp_path):
+    import typing
+
+    import yaml
+
+    from atlas_forge import sources
+
+    schema = yaml.safe_load((ROOT / "rules" / "schemas" / "params.schema.yaml").read_text(encoding="utf-8"))
+    item = schema["properties"]["ingest"]["properties"]["sources"]["items"]["properties"]
+    assert set(sources.READERS) == set(item["kind"]["enum"]) == set(sources.KINDS)
+    assert set(typing.get_args(typing.get_type_hints(ingest.SourceConfig)["kind"])) == set(sources.KINDS)
+    assert set(sources.TEXT_KINDS) == {"csv", "tsv", "jsonl", "text"}
+    # a kind no reader is registered for: the error names the source and the known kinds
+    bad = dataclasses.replace(ingest.parse_source(_spec(path=str(tmp_path / "x.csv"))), kind="xls")
+    with pytest.raises(sources.UnknownKindError, match=r"source 's': field 'kind' 'xls'.*known: csv, tsv"):
+        sources.read_source(bad)
+    with pytest.raises(ValueError, match="two readers"):
+        sources.register("csv")(lambda cfg: iter(()))

@@ -451,8 +451,8 @@ def test_cli_prints_one_line_naming_file_and_byte(tmp_path, capsys):
     rc = main(
         [
             "ingest",
-            "--source",
-            json.dumps(_sentiment(path)),
+            "--params",
+            json.dumps({"ingest": {"source": _sentiment(path)}}),
             "--out",
             str(out),
             "--rejects",

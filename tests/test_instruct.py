@@ -2,9 +2,9 @@ from collections import Counter
 
 import pytest
 
-from atlas_forge import records
+from atlas_forge import records, templates
 from atlas_forge.config import ConfigError, parse
-from atlas_forge.instruct import PAPER_DIRECTIONS, InstructConfig, build_instructions, templates
+from atlas_forge.instruct import PAPER_DIRECTIONS, InstructConfig, build_instructions
 
 PARAMS = {
     "seed": 7,

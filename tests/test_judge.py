@@ -11,9 +11,9 @@ import time
 import pytest
 
 from atlas_forge import cli, io, records
+from atlas_forge.chat_client import ChatClient, ChatError
 from atlas_forge.evaluate import evaluate, run_cli
 from atlas_forge.evaluate.judge import parse_verdict, score_pairs
-from atlas_forge.openai_client import ChatClient, ChatError
 from tests.fake_openai import FakeChatServer
 from tests.test_evaluate import WORDS, make_tiny_model
 

@@ -261,7 +261,7 @@ def test_card_counts_side_conflicts(tmp_path: Path):
         [
             "mixture",
             "--params",
-            json.dumps(params),
+            json.dumps({"mixture": params}),
             "--inputs",
             str(tmp_path / "p.parquet"),
             "--train",

@@ -76,7 +76,7 @@ def test_cli_byte_identical(tmp_path):
                 [
                     "mixture",
                     "--params",
-                    json.dumps(params),
+                    json.dumps({"mixture": params}),
                     "--inputs",
                     str(tmp_path / "a.parquet"),
                     str(tmp_path / "b.parquet"),

@@ -349,7 +349,7 @@ def test_sft_rejects_system_rows_when_asked(tmp_path):
 def test_sft_resumes_after_kill(tiny_base, data, tmp_path):
     p = sft_paths(tmp_path)
     params = {**SFT, "max_steps": 30, "save_steps": 3, "per_device_batch_size": 2, "logging_steps": 3}
-    cmd = [sys.executable, "-m", "atlas_forge", "sft", "--params", json.dumps(params),
+    cmd = [sys.executable, "-m", "atlas_forge", "sft", "--params", json.dumps({"sft": params}),
            "--base", str(tiny_base), "--train", data["train"], "--test", data["test"], "--threads", "1"]
     for k, v in p.items():
         cmd += [f"--{k}", v]

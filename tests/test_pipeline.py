@@ -83,10 +83,10 @@ def test_scored_format_is_a_supervised_span(built):
     import polars as pl
 
     from atlas_forge import benchmarks, records
+    from atlas_forge.encoding import encode_row
     from atlas_forge.evaluate import load_model
     from atlas_forge.evaluate.families import encode_chat
     from atlas_forge.evaluate.loglik import encode_pair
-    from atlas_forge.modeling.render import encode_row
 
     params = yaml.safe_load((built / "params.yaml").read_text())
     _, tok = load_model(built / "models/base")

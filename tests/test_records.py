@@ -1,7 +1,12 @@
+import typing
+
 import polars as pl
 import pytest
+import yaml
 
-from atlas_forge import io, records
+from atlas_forge import ingest, io, records
+
+from .conftest import ROOT
 
 
 def _rows():
@@ -79,3 +84,11 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         raise RuntimeError("crash")
     assert io.read_json(target) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+def test_source_roles_are_the_schema_roles():
+    """records.SOURCE_ROLES is the one list of source roles: the params schema's enum matches it."""
+    schema = yaml.safe_load((ROOT / "rules" / "schemas" / "params.schema.yaml").read_text(encoding="utf-8"))
+    item = schema["properties"]["ingest"]["properties"]["sources"]["items"]["properties"]
+    assert tuple(item["role"]["enum"]) == records.SOURCE_ROLES
+    assert typing.get_args(typing.get_type_hints(ingest.SourceConfig)["role"]) == records.SOURCE_ROLES

@@ -48,7 +48,8 @@ def _run(tmp_path, paths, params):
     names = (("scores", "scores.json"), ("report", "report.md"), ("plot", "s.png"))
     out = {k: tmp_path / v for k, v in names}
     rc = cli.main(
-        ["report", "--params", json.dumps(params), "--results", *paths, "--scores", str(out["scores"]),
+        ["report", "--params", json.dumps({"report": params}), "--results", *paths,
+         "--scores", str(out["scores"]),
          "--report", str(out["report"]), "--plot", str(out["plot"])]
     )  # fmt: skip
     return rc, out

@@ -46,7 +46,7 @@ RESUME_SFT = {**SFT, "epochs": 3, "max_steps": -1, "per_device_batch_size": 4, "
 
 
 def sft_cmd(base, data, paths: dict[str, str]) -> list[str]:
-    cmd = [sys.executable, "-m", "atlas_forge", "sft", "--params", json.dumps(RESUME_SFT),
+    cmd = [sys.executable, "-m", "atlas_forge", "sft", "--params", json.dumps({"sft": RESUME_SFT}),
            "--base", str(base), "--train", data["train"], "--test", data["test"], "--threads", "1"]
     for k, v in paths.items():
         cmd += [f"--{k}", v]
@@ -138,10 +138,11 @@ def test_evaluate_killed_keeps_finished_batches_and_ends_identical(eval_inputs, 
     task, table = TASKS[kind]
 
     def cmd(out: Path) -> list[str]:
-        return [sys.executable, "-m", "atlas_forge", "evaluate", "--task", json.dumps(task),
+        return [sys.executable, "-m", "atlas_forge", "evaluate",
+                "--params", json.dumps({"evaluate": {"task": task, "batch_size": 2}}),
                 "--model", str(eval_inputs / "model"), "--model-name", "base",
                 "--data", str(eval_inputs / table),
-                "--batch-size", "2", "--device", "cpu", "--out", str(out / "t.json"),
+                "--device", "cpu", "--out", str(out / "t.json"),
                 "--samples", str(out / "t.samples.jsonl"), "--threads", "1"]
 
     ref, cut = tmp_path / "ref", tmp_path / "cut"

@@ -63,7 +63,7 @@ def test_cli_byte_identical(tmp_path):
         args = [
             "split",
             "--params",
-            '{"bench_fraction": 0.3, "salt": "s", "min_bench_rows": 2}',
+            '{"split": {"bench_fraction": 0.3, "salt": "s", "min_bench_rows": 2}}',
             "--input",
             str(tmp_path / "in.parquet"),
             "--train",

@@ -11,9 +11,9 @@ import pytest
 
 from atlas_forge import mixture, records
 from atlas_forge.cli import main
+from atlas_forge.encoding import encode_row
 from atlas_forge.instruct import shorten
 from atlas_forge.io import write_table
-from atlas_forge.modeling.render import encode_row
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_card_counts_truncation_rejects_per_source(tokenizer, tmp_path: Path):
         [
             "mixture",
             "--params",
-            json.dumps({"seed": 1, "test_fraction": 0.2}),
+            json.dumps({"mixture": {"seed": 1, "test_fraction": 0.2}, "sft": {"max_length": 64}}),
             "--inputs",
             str(tmp_path / "a.parquet"),
             str(tmp_path / "b.parquet"),
@@ -120,8 +120,6 @@ def test_card_counts_truncation_rejects_per_source(tokenizer, tmp_path: Path):
             str(d / "card.md"),
             "--tokenizer",
             str(tokenizer),
-            "--max-length",
-            "64",
             "--mixture-rejects",
             str(d / "rej.parquet"),
         ]

@@ -45,6 +45,16 @@ def test_corpora_config_plans_every_corpus():
     for source in ("doda_sentences", "nllb_seed", "marsum", "mac", "myc", "msac", "elecmorocco2016", "omcd",
                    "qadi_ma"):
         assert f"source={source}" in run.stdout, source
+    # the tokenizer is its own target: the data never waits for pre-training (issue 19 item 3)
+    assert "rule tokenizer:" in run.stdout
+    assert "rule base_model:" not in run.stdout and "rule sft:" not in run.stdout
+
+
+def test_data_phases_never_wait_for_the_model():
+    """No data job takes the model: the mixture's plan from scratch holds no base_model job."""
+    run = _smk("mixture", "-n", "--forceall", "--cores", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "rule tokenizer:" in run.stdout and "rule base_model:" not in run.stdout
 
 
 def test_invalid_params_name_the_key(tmp_path):
@@ -56,12 +66,29 @@ def test_invalid_params_name_the_key(tmp_path):
     assert "['sft']['lora']['r']" in out and "sixteen" in out, out[-2000:]
 
 
+def test_a_misspelt_key_fails_the_plan_and_names_it(tmp_path):
+    """The schema lets `sft.lora.rr` through; the phase's typed config, checked when the graph is built,
+    does not: `snakemake -n` fails at once, naming the key (not once the sft job starts)."""
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("sft:\n  lora: {rr: 8}\n")
+    run = _smk("-n", "--cores", "1", "--configfile", str(bad))
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "sft.lora.rr: unknown key" in out, out[-2000:]
+    assert "Job stats" not in out  # nothing was planned
+    # a per-entry view is checked too: one task's misspelt key names the task
+    bad.write_text("evaluate:\n  extra_tasks:\n"
+                   "    - {name: t1, family: darijammlu, sources: [sample_mcq], num_fewshots: 3}\n")
+    run = _smk("-n", "--cores", "1", "--configfile", str(bad))
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "evaluate.tasks[t1].num_fewshots: unknown key" in out, out[-2000:]
+
+
 def test_cli_help_is_fast_and_lists_phases():
     start = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "atlas_forge", "--help"], capture_output=True, text=True)
     assert run.returncode == 0
-    for phase in ("ingest", "split", "instruct", "translate", "filter", "mixture", "base_model", "sft",
-                  "evaluate", "report"):
+    for phase in ("ingest", "split", "instruct", "translate", "filter", "mixture", "tokenizer", "base_model",
+                  "sft", "evaluate", "report"):
         assert phase in run.stdout
     assert time.perf_counter() - start < 5, "heavy imports leaked into the CLI's import path"
 

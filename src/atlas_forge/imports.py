@@ -43,8 +43,9 @@ def _parents(module: str) -> list[str]:
 
 
 @cache
-def direct_imports(path: Path) -> frozenset[str]:
-    """Modules of the package that `path` imports anywhere in its body (functions included)."""
+def direct_imports(path: Path, parents: bool = True) -> frozenset[str]:
+    """Modules of the package that `path` imports anywhere in its body (functions included), with the
+    package __init__s that importing them runs first (parents=False: only the modules it names)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     this = _module_name(path)
     package = this if path.name == "__init__.py" else this.rpartition(".")[0]
@@ -59,15 +60,24 @@ def direct_imports(path: Path) -> frozenset[str]:
                 root = ".".join(base + ([node.module] if node.module else []))
             else:
                 root = node.module or ""
-            found.add(root)
-            # `from atlas_forge.x import y`: y may be a submodule (its file) or a name in x
-            found.update(f"{root}.{alias.name}" for alias in node.names)
+            # `from atlas_forge.x import y`: y may be a submodule (its file) or a name in x; x itself
+            # is named only when a name comes from it (Python runs its __init__ either way: parents)
+            subs = {f"{root}.{alias.name}" for alias in node.names}
+            found.update(subs)
+            if parents or any(module_file(sub) is None for sub in subs):
+                found.add(root)
     out = set()
     for name in found:
         if module_file(name) is not None:
             out.add(name)
-            out.update(p for p in _parents(name) if module_file(p) is not None)
+            if parents:
+                out.update(p for p in _parents(name) if module_file(p) is not None)
     return frozenset(out)
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the package, by name."""
+    return {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
 
 
 @cache

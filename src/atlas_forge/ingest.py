@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,6 +21,7 @@ import polars as pl
 
 from atlas_forge import io, records, sources
 from atlas_forge.config import ConfigError, parse
+from atlas_forge.phase import PATH, Phase, by_id, entries
 
 log = logging.getLogger(__name__)
 PHASE = "ingest"
@@ -50,14 +50,9 @@ TASKS = ("translation", "sentiment", "summarization", "mcq", "chat", "raw", "ben
 @dataclass(frozen=True)
 class SourceConfig:
     id: str
-    kind: Literal["csv", "tsv", "jsonl", "parquet", "text", "xlsx", "hf"]
-    # darija_chat: rows that are already Darija chat (e.g. MBZUAI-Paris/Darija-SFT-Mixture): ingested,
-    # then straight to filter and mixture (no split, instruct or translate)
-    # generate_docs: documents/posts the generate phase asks an LLM about; story: long texts cut into
-    # completions; identity: hand-written pairs about the assistant, repeated (all: rules/generate.smk)
-    role: Literal[
-        "native", "eval", "chat", "eval_chat", "raw", "darija_chat", "generate_docs", "story", "identity"
-    ]
+    # the kinds a reader is registered for (atlas_forge.sources.registry)
+    kind: Literal[sources.KINDS]
+    role: Literal[records.SOURCE_ROLES]  # what the source is for: see records.SOURCE_ROLES
     task: str
     lang: str
     columns: dict[str, str | int]
@@ -76,7 +71,7 @@ class SourceConfig:
     # byte-order mark (UTF-8, UTF-16/32 LE/BE) always wins, so BOM files need no setting.
     encoding: str | None = None
     sheet: str | int | None = None  # xlsx: sheet name or 0-based index; default the first sheet
-    name: str = ""  # hf: dataset id
+    name: str = ""  # hf: dataset id, or a local folder in the Hub layout (read from its own files)
     revision: str = ""  # hf: pinned revision
     split: str = "train"  # hf
     config: str | None = None  # hf: dataset configuration name
@@ -148,76 +143,8 @@ def _column(src: SourceConfig, col: str | int) -> str | int:
 
 
 def read_rows(src: SourceConfig) -> Iterator[sources.RawRow]:
-    if src.kind == "hf":
-        yield from sources.read_hf(src.name, src.revision, src.split, src.config)
-        return
-    files = sources.expand_paths(src.id, src.path)
-    n = 0
-    for path in files:
-        for row in _read_file(src, path):
-            n += 1
-            yield row
-    if n == 0:
-        # An empty export is a broken export: fail here rather than hand later phases nothing.
-        raise sources.SourceFileError(
-            f"source '{src.id}': no records in {', '.join(files)} (empty, blank or header-only files)"
-        )
-
-
-def _read_file(src: SourceConfig, path: str) -> Iterator[sources.RawRow]:
-    if src.kind in ("csv", "tsv"):
-        sep = src.sep or ("," if src.kind == "csv" else "\t")
-        quoting = src.quoting if src.quoting is not None else src.kind == "csv"
-        if src.header:
-            _check_header(src, path, sources.delimited_header(path, sep, quoting, src.encoding))
-        yield from sources.read_delimited(path, sep, src.header, quoting, src.encoding)
-    elif src.kind == "xlsx":
-        if src.header:
-            _check_header(src, path, sources.xlsx_header(path, src.sheet))
-        yield from sources.read_xlsx(path, src.sheet, src.header)
-    elif src.kind == "jsonl":
-        yield from sources.read_jsonl(path, src.encoding)
-    elif src.kind == "text":
-        yield from sources.read_text(path, src.encoding)
-    elif src.kind == "parquet":
-        yield from sources.read_parquet(path)
-    else:  # unreachable after parse(); kept so a new kind cannot slip through silently
-        raise ValueError(f"source '{src.id}': field 'kind' {src.kind!r} is not one of {sources.KINDS}")
-
-
-def _visible(name: str) -> str:
-    """A header name without the characters a reader cannot see (BOM, zero-width, controls, spaces)."""
-    return "".join(c for c in name if unicodedata.category(c) not in ("Cf", "Cc", "Zs", "Zl", "Zp"))
-
-
-def _check_header(src: SourceConfig, path: str, header: list[str]) -> None:
-    """Every column the source maps must be in the header exactly once; say why when it is not."""
-    wanted = [c for c in [*src.columns.values(), *(src.filter or {})] if isinstance(c, str)]
-    for col in wanted:
-        at = [i + 1 for i, h in enumerate(header) if h == col]
-        if len(at) > 1:
-            raise ValueError(
-                f"source '{src.id}': field 'columns' names column {col!r}, which appears {len(at)} times "
-                f"in the header of {path} (columns {', '.join(map(str, at))}); rename one of them"
-            )
-        if at:
-            continue
-        # repr() shows what the header really holds: a stray BOM or zero-width space in a name
-        # would otherwise print as the very column the message says is missing.
-        shown = ", ".join(repr(h) for h in header)
-        near = [(i + 1, h) for i, h in enumerate(header) if _visible(h) == _visible(col) and h != col]
-        if near:
-            i, h = near[0]
-            odd = ", ".join(f"U+{ord(c):04X}" for c in h if c not in col) or "spacing"
-            raise ValueError(
-                f"source '{src.id}': field 'columns' names column {col!r}; the header of {path} "
-                f"has {h!r} (line 1, column {i}), which differs by invisible characters ({odd}). "
-                f"Header: {shown}"
-            )
-        raise ValueError(
-            f"source '{src.id}': field 'columns' names column {col!r}, not in the header of {path} "
-            f"({shown})"
-        )
+    """Every record of the source, read by the reader registered for its kind."""
+    yield from sources.read_source(src)
 
 
 class Reject(Exception):
@@ -397,8 +324,34 @@ def _first_text(src: SourceConfig, values: dict | None) -> str:
     return ""
 
 
-def run_cli(args: argparse.Namespace) -> None:
-    src = parse_source(args.source)
+@dataclass(frozen=True)
+class IngestJob:
+    """One job's view of the ingest section: its source's entry (checked as SourceConfig, and named
+    `ingest.sources[<id>]` in errors)."""
+
+    source: dict[str, Any]
+
+    def validate(self, section: str) -> None:
+        parse_source(dict(self.source))
+
+
+def _sources(params) -> list[dict]:
+    return entries(params, "ingest", "sources", "extra_sources")
+
+
+CONTRACT = Phase(
+    name="ingest",
+    module=__name__,
+    help="read one source, map its columns to the canonical record, reject bad rows with a reason",
+    config=IngestJob,
+    view=lambda params, source, **_: {"source": by_id(_sources(params), source)},
+    jobs=lambda params: [{"source": s["id"]} for s in _sources(params)],
+    args=(("--out", {"required": True, **PATH}), ("--rejects", {"required": True, **PATH})),
+)
+
+
+def run_cli(args: argparse.Namespace, job) -> None:
+    src = parse_source(job.config.source)
     out, rej, n_read = ingest_rows(src, read_rows(src))
     io.write_table(out, args.out, PHASE)
     io.write_table(rej, args.rejects, PHASE, rejects=True)

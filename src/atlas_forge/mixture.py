@@ -2,7 +2,7 @@
 
 Before anything else, two kinds of rows are rejected (phase "mixture", one reason each, counted in
 the card): rows that would train on nothing, because `sft.max_length` (passed by the rule with the base
-model's tokenizer) cuts every assistant token (modeling/render.py renders them as TRL does); and
+model's tokenizer) cuts every assistant token (encoding.py renders them as TRL does); and
 conversations whose source rows lie on both sides of train/test (only possible when instruct ran
 without the mixture's `sides`).
 
@@ -36,7 +36,8 @@ from pathlib import Path
 import polars as pl
 
 from atlas_forge import io, records
-from atlas_forge.config import ConfigError, parse
+from atlas_forge.config import ConfigError
+from atlas_forge.phase import PATH, PATHS, Phase
 from atlas_forge.sides import is_test
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def drop_side_conflicts(df: pl.DataFrame, cfg: MixtureConfig) -> tuple[pl.DataFr
 def drop_untrainable(df: pl.DataFrame, tokenizer, max_length: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Rows whose assistant tokens `max_length` cuts entirely (TRL would train on nothing of them),
     as rejects with the reason; checked with the base model's tokenizer, rendered as sft renders."""
-    from atlas_forge.modeling.render import encode_row
+    from atlas_forge.encoding import encode_row
 
     reasons: dict[int, str] = {}
     # each row in its own format (meta.format: chat, or plain), as sft tokenizes it
@@ -379,7 +380,7 @@ def card_markdown(card: dict) -> str:
             d = "" if c.get("diff") is None else f"{c['diff']:+d}"
             lines.append(f"| {name} | {c['train']} | {c['test']} | {c['rows']} | {r} | {d} |")
     if card.get("sets"):
-        from atlas_forge.generate.card import sets_markdown
+        from atlas_forge.generated_sets import sets_markdown
 
         lines += sets_markdown(card["sets"])
     lines += ["", "## Inputs", "", "| file | sha256 |", "|---|---|"]
@@ -428,25 +429,42 @@ def load_reference(path: str) -> dict:
     return {**ref, "path": path}
 
 
-def run_cli(args: argparse.Namespace) -> None:
-    cfg = parse(MixtureConfig, args.params, "mixture")
+CONTRACT = Phase(
+    name="mixture",
+    module=__name__,
+    help="weighted, seeded assembly of the SFT mixture, train/test split and mixture card",
+    config=MixtureConfig,
+    # rows whose assistant tokens sft's max_length cuts entirely are rejected here, with a reason
+    reads=("sft.max_length",),
+    args=(("--inputs", {"required": True, **PATHS}), ("--rejects", PATHS),
+          ("--train", {"required": True, **PATH}), ("--test", {"required": True, **PATH}),
+          ("--card-json", {"required": True, **PATH}), ("--card-md", {"required": True, **PATH}),
+          ("--tokenizer", {"help": "tokenizer folder: reject rows sft.max_length cuts to nothing", **PATH}),
+          ("--mixture-rejects", {"help": "this phase's own rejects (truncation, split conflicts)", **PATH}),
+          ("--set-stats", {"help": "the generate phase's per-set counts, for the card", **PATHS})),
+)
+
+
+def run_cli(args: argparse.Namespace, job) -> None:
+    cfg = job.config
+    max_length = job.reads.get("sft.max_length", 0)
     tables = io.read_tables(args.inputs, PHASE)
     rejects = io.read_tables(args.rejects, PHASE, rejects=True)
     sources = sorted(tables["source"].unique().to_list()) if tables.height else []
     own = []
     truncation = None
     if args.tokenizer:
-        if not args.max_length or args.max_length <= 0:
-            raise ValueError("mixture: --tokenizer needs --max-length > 0 (sft.max_length)")
+        if not max_length or max_length <= 0:
+            raise ValueError("mixture: --tokenizer needs sft.max_length > 0 in --params")
         from transformers import AutoTokenizer
 
         # loaded as sft loads it (add_bos_token, lm-eval's rule for plain rows; the chat template
         # emits its own BOS either way), so what is checked here is what sft trains on
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, add_bos_token=True)
         checked = tables.height
-        tables, rej = drop_untrainable(tables, tokenizer, args.max_length)
+        tables, rej = drop_untrainable(tables, tokenizer, max_length)
         own.append(rej)
-        truncation = {"max_length": args.max_length, "tokenizer": str(args.tokenizer), "checked": checked}
+        truncation = {"max_length": max_length, "tokenizer": str(args.tokenizer), "checked": checked}
     tables, rej = drop_side_conflicts(tables, cfg)
     own.append(rej)
     own_rejects = pl.concat(own)
@@ -457,13 +475,13 @@ def run_cli(args: argparse.Namespace) -> None:
         reference = load_reference(cfg.subset_reference)
         files[cfg.subset_reference] = sha256_file(cfg.subset_reference)
     card = build_card(
-        train, test, steps, pl.concat([rejects, own_rejects]), files, args.params,
+        train, test, steps, pl.concat([rejects, own_rejects]), files, args.params.get("mixture", {}),
         reject_files=list(args.rejects), checked=sources, truncation=truncation,
         subsets=subset_counts(train, test, reference),
     )
     if getattr(args, "set_stats", None):
         # sets built from raw text (generate phase): rows in, generated, rejected by reason, mixed
-        from atlas_forge.generate.card import sets_section
+        from atlas_forge.generated_sets import sets_section
 
         card["sets"] = sets_section(card, [io.read_json(p) for p in args.set_stats])
         card["files_sha256"].update({str(p): sha256_file(p) for p in args.set_stats})

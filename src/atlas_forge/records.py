@@ -26,6 +26,26 @@ SCHEMA: dict[str, pl.DataType] = {
 REJECT_SCHEMA: dict[str, pl.DataType] = {**SCHEMA, "reason": pl.String(), "phase": pl.String()}
 ROLES = frozenset({"user", "assistant"})
 
+# What a source is for (a params source's `role`), declared once here: ingest's typed config, the
+# params schema (rules/schemas/params.schema.yaml, checked equal by a test) and the CLI use this list.
+# native: Darija data instructions are built from; eval: benchmark items; chat / eval_chat: English
+# chats to translate / to evaluate on; raw: text for the tokenizer and base model; darija_chat: rows
+# that are already Darija chat (e.g. MBZUAI-Paris/Darija-SFT-Mixture): ingested, then straight to
+# filter and mixture (no split, instruct or translate); generate_docs: documents/posts the generate
+# phase asks an LLM about; story: long texts cut into completions; identity: hand-written pairs about
+# the assistant, repeated (all three: rules/generate.smk)
+SOURCE_ROLES: tuple[str, ...] = (
+    "native",
+    "eval",
+    "chat",
+    "eval_chat",
+    "raw",
+    "darija_chat",
+    "generate_docs",
+    "story",
+    "identity",
+)
+
 
 class RecordSchemaError(ValueError):
     """A table does not follow the canonical schema; the message names file, column and phase."""

@@ -20,7 +20,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from atlas_forge import config, io
+from atlas_forge import io
+from atlas_forge.phase import PATH, PATHS, Phase
 
 log = logging.getLogger(__name__)
 LOWER_IS_BETTER = ("ter",)
@@ -394,8 +395,18 @@ def plot(
     plt.close(fig)
 
 
-def run_cli(args) -> None:
-    cfg = config.parse(ReportConfig, args.params or {}, "report")
+CONTRACT = Phase(
+    name="report",
+    module=__name__,
+    help="collect task scores into scores.json, a Table-2 style report and a plot",
+    config=ReportConfig,
+    args=(("--results", {"required": True, **PATHS}), ("--scores", {"required": True, **PATH}),
+          ("--report", {"required": True, **PATH}), ("--plot", {"required": True, **PATH})),
+)
+
+
+def run_cli(args, job) -> None:
+    cfg = job.config
     if not args.results:
         raise ValueError("report: no --results files")
     scores, tasks = collect(args.results)

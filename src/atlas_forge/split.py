@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from atlas_forge import io
-from atlas_forge.config import ConfigError, parse
+from atlas_forge.config import ConfigError
+from atlas_forge.phase import PATH, Phase, by_id, entries
 from atlas_forge.textnorm import normalize_arabic
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,31 @@ def split_table(df: pl.DataFrame, cfg: SplitConfig) -> tuple[pl.DataFrame, pl.Da
     return train, bench
 
 
-def run_cli(args: argparse.Namespace) -> None:
-    cfg = parse(SplitConfig, args.params, "split")
+def _sources(params) -> list[dict]:
+    return entries(params, "ingest", "sources", "extra_sources")
+
+
+def _view(params, source: str) -> dict:
+    # an eval-only source is all benchmark
+    if by_id(_sources(params), source)["role"] == "eval":
+        return {**params["split"], "bench_fraction": 1.0}
+    return params["split"]
+
+
+CONTRACT = Phase(
+    name="split",
+    module=__name__,
+    help="hold out a deterministic, text-keyed share of a source as its benchmark set",
+    config=SplitConfig,
+    view=_view,
+    jobs=lambda params: [{"source": s["id"]} for s in _sources(params) if s["role"] in ("native", "eval")],
+    args=(("--input", {"required": True, **PATH}), ("--train", {"required": True, **PATH}),
+          ("--bench", {"required": True, **PATH})),
+)
+
+
+def run_cli(args: argparse.Namespace, job) -> None:
+    cfg = job.config
     df = io.read_table(args.input, PHASE)
     train, bench = split_table(df, cfg)
     io.write_table(train, args.train, PHASE)

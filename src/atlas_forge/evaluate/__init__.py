@@ -7,58 +7,19 @@ judge.py for the pairwise judge family (win rate against reference answers).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from atlas_forge import __version__, config, io
+from atlas_forge.evaluate.lm import load_model, resolve_device  # noqa: F401 (its API)
+from atlas_forge.phase import PATH, PATHS, Phase, by_id, entries
+from atlas_forge.store import model_sha256, sha256_files
 
 log = logging.getLogger(__name__)
 PHASE = "evaluate"
-
-
-def sha256_files(paths) -> str:
-    """One digest over files (name and content, sorted by name), streamed in 1 MiB blocks."""
-    h = hashlib.sha256()
-    for p in sorted(Path(p) for p in paths):
-        h.update(p.name.encode() + b"\0")
-        with open(p, "rb") as fh:
-            while block := fh.read(1 << 20):
-                h.update(block)
-    return h.hexdigest()
-
-
-def model_sha256(model_dir: str | Path) -> str:
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{model_dir}: no *.safetensors weights")
-    return sha256_files(files)
-
-
-def resolve_device(device: str = "auto", dtype: str = "auto"):
-    """(torch device, torch dtype): the GPU when present, bf16 there (as the paper's runs), fp32 on CPU."""
-    import torch
-
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    if dtype == "auto":
-        dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
-    else:
-        dt = getattr(torch, dtype)
-    return dev, dt
-
-
-def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto", add_bos: bool = True):
-    """Model and tokenizer loaded as lm-eval's HF backend loads them: the tokenizer gets
-    `add_bos_token` (lm-eval passes it to AutoTokenizer.from_pretrained), so whether BOS is added follows
-    the tokenizer's own rule for the model (e.g. Gemma's post-processor), not a guess of ours."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dev, dt = resolve_device(device, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, add_bos_token=add_bos)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt, attn_implementation="eager")
-    return model.to(dev).eval(), tokenizer
 
 
 def evaluate(
@@ -81,7 +42,9 @@ def evaluate(
     import torch
 
     from atlas_forge.evaluate import resume
-    from atlas_forge.evaluate.families import TaskConfig, main_metric, run_task
+    from atlas_forge.evaluate.families import main_metric
+    from atlas_forge.evaluate.task_config import TaskConfig
+    from atlas_forge.evaluate.tasks import run
 
     section = f"evaluate.tasks[{task.get('name', '?') if isinstance(task, dict) else '?'}]"
     cfg = config.parse(TaskConfig, task, section)
@@ -105,7 +68,7 @@ def evaluate(
     }
     t0 = time.perf_counter()
     with resume.keep_work(work, fingerprint):
-        scores, samples, settings = run_task(
+        scores, samples, settings = run(
             cfg, model, tokenizer, df, fewshot_df, batch_size, model_dir=model_dir
         )
     elapsed = time.perf_counter() - t0
@@ -140,14 +103,60 @@ def evaluate(
     return result, samples
 
 
-def run_cli(args) -> None:
+def _tasks(params) -> list[dict]:
+    return entries(params, "evaluate", "tasks", "extra_tasks")
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """One job's view of the evaluate section: its task's entry and the batch size."""
+
+    task: dict[str, Any]
+    batch_size: int = 8
+
+    def validate(self, section: str) -> None:
+        from atlas_forge.evaluate.task_config import TaskConfig
+
+        if self.batch_size < 1:
+            raise config.ConfigError(f"{section}.batch_size: must be >= 1")
+        try:
+            config.parse(TaskConfig, dict(self.task), f"{section}.tasks[{self.task.get('name', '?')}]")
+        except ValueError as e:
+            raise config.ConfigError(str(e)) from None
+
+
+def _view(params, task: str, **_) -> dict:
+    sec = params["evaluate"]
+    return {"task": by_id(_tasks(params), task, "name"),
+            **({"batch_size": sec["batch_size"]} if "batch_size" in sec else {})}
+
+
+CONTRACT = Phase(
+    name="evaluate",
+    module=__name__,
+    help="score one model on one benchmark task; write scores and per-item samples",
+    config=EvaluateJob,
+    view=_view,
+    jobs=lambda params: [{"task": t["name"]} for t in _tasks(params)],
+    args=(("--device", {"default": "auto", "help": "auto (GPU when present), cpu, cuda, cuda:1, ..."}),
+          ("--dtype", {"default": "auto", "help": "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, ..."}),
+          ("--model", {"required": True, **PATH}), ("--model-name", {"required": True}),
+          ("--data", {"required": True, **PATHS}),
+          ("--fewshot-data", {"help": "tables of the task's fewshot_sources", **PATHS}),
+          ("--out", {"required": True, **PATH}),
+          ("--samples", {"required": True, **PATH}), ("--threads", {"type": int, "default": 1})),
+)
+
+
+def run_cli(args, job) -> None:
     from atlas_forge.evaluate.resume import partial_path
 
     # finished batches are kept beside the output until it is written (not a Snakemake output, which
     # a failed job would delete): a rerun after a crash scores only what is left
     work = partial_path(args.out)
     result, samples = evaluate(
-        args.task, args.model, args.model_name, args.data, batch_size=args.batch_size, threads=args.threads,
+        job.config.task, args.model, args.model_name, args.data, batch_size=job.config.batch_size,
+        threads=args.threads,
         fewshot_data=args.fewshot_data, device=args.device, dtype=args.dtype, work=work,
     )
     io.write_jsonl(samples, args.samples)

@@ -19,89 +19,25 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
 from atlas_forge import benchmarks, records
-from atlas_forge.evaluate import metrics, resume
-from atlas_forge.evaluate.bertscore import BertScoreConfig, from_config
-from atlas_forge.evaluate.loglik import LoglikScorer, Request, tok_encode
+from atlas_forge.evaluate import metrics
+from atlas_forge.evaluate.bertscore import from_config
+from atlas_forge.evaluate.lm import (  # noqa: F401 (generation's API, used by tests)
+    encode_chat,
+    encode_prompt,
+    generate,
+    model_max_length,
+    stop_token_ids,
+)
+from atlas_forge.evaluate.loglik import LoglikScorer, Request
+from atlas_forge.evaluate.task_config import FAMILY_NAMES, TaskConfig  # noqa: F401 (its API)
 
 log = logging.getLogger(__name__)
-
-FAMILY_NAMES = (*benchmarks.FAMILIES, "judge")
-
-
-@dataclass
-class TaskConfig:
-    name: str
-    family: str
-    sources: list[str] = field(default_factory=list)
-    fewshot_sources: list[str] = field(default_factory=list)  # e.g. DarijaMMLU's dev split
-    num_fewshot: int = 0
-    column: str | None = None  # Table 2 column of the report
-    max_items: int | None = None  # the first N documents (lm-eval --limit)
-    max_new_tokens: int | None = None  # None: the harness's value for the family
-    directions: list[str] | None = None  # DarijaBench codes (dr_en, ar_dr, ...); None: all
-    n_choices: dict[str, int] = field(default_factory=dict)  # sentiment letters per source (default 3)
-    add_bos: bool = True  # lm-eval's add_bos_token=True, as used for Gemma
-    chat_template: bool | None = None  # None: the family's default (lm-eval --apply_chat_template)
-    fewshot_seed: int = 1234  # lm-eval's fewshot_random_seed default
-    rouge_tokenizer: Literal["harness", "arabic"] = "harness"
-    bertscore: BertScoreConfig | None = None
-    judge: Any = None  # judge.JudgeConfig for family judge
-
-    def validate(self, section: str) -> None:
-        if self.family not in FAMILY_NAMES:
-            raise ValueError(f"{section}.family: {self.family!r} is not one of {', '.join(FAMILY_NAMES)}")
-        if self.num_fewshot < 0:
-            raise ValueError(f"{section}.num_fewshot: must be >= 0")
-        if self.max_items is not None and self.max_items < 1:
-            raise ValueError(f"{section}.max_items: must be >= 1")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ValueError(f"{section}.max_new_tokens: must be >= 1")
-        if not self.sources:
-            raise ValueError(f"{section}.sources: name at least one source")
-        if self.family == "judge":
-            from atlas_forge.evaluate.judge import JudgeConfig
-
-            if self.judge is None:
-                raise ValueError(f"{section}.judge: the judge family needs a judge")
-            if isinstance(self.judge, dict):
-                from atlas_forge import config
-
-                self.judge = config.parse(JudgeConfig, self.judge, f"{section}.judge")
-            return
-        fam = benchmarks.FAMILIES[self.family]
-        if self.num_fewshot and fam.sampler is None:
-            raise ValueError(f"{section}.num_fewshot: the harness's {self.family} is zero-shot only")
-        if self.num_fewshot and fam.fewshot_pool == "fewshot" and not self.fewshot_sources:
-            raise ValueError(
-                f"{section}.fewshot_sources: {self.num_fewshot}-shot {self.family} draws its examples from "
-                "separate sources (the harness: DarijaMMLU's dev split, DarijaHellaSwag's train split)"
-            )
-        if self.num_fewshot and self.use_chat_template:
-            raise ValueError(f"{section}: few-shot prompts through the chat template are not supported")
-        for src, n in self.n_choices.items():
-            if n not in (2, 3):
-                raise ValueError(f"{section}.n_choices.{src}: the harness has 2 or 3 sentiment letters")
-
-    @property
-    def spec(self) -> benchmarks.Family:
-        return benchmarks.FAMILIES[self.family]
-
-    @property
-    def use_chat_template(self) -> bool:
-        if self.family == "judge":
-            return True
-        return self.spec.chat_template if self.chat_template is None else bool(self.chat_template)
-
-    @property
-    def new_tokens(self) -> int:
-        return self.max_new_tokens or (256 if self.family == "judge" else self.spec.max_new_tokens)
-
 
 @dataclass
 class Doc:
@@ -230,113 +166,6 @@ def run_multiple_choice(cfg: TaskConfig, scorer: LoglikScorer, docs: list[Doc], 
     return scores, samples, {}
 
 
-# --- generation -------------------------------------------------------------------------------
-def encode_chat(tokenizer, instruction: str) -> list[int]:
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
-    )
-    return encode_prompt(tokenizer, text)
-
-
-def encode_prompt(tokenizer, text: str) -> list[int]:
-    """lm-eval's rule: no special tokens when the text already starts with BOS, else the tokenizer's
-    own (loaded with add_bos_token as the harness loads it)."""
-    return tok_encode(tokenizer, text, add_bos=True)
-
-
-def stop_token_ids(tokenizer, model) -> list[int]:
-    ids = []
-    for tok in ("<end_of_turn>", tokenizer.eos_token):
-        if tok is not None:
-            tid = tokenizer.convert_tokens_to_ids(tok)
-            if tid is not None and tid != tokenizer.unk_token_id and tid not in ids:
-                ids.append(tid)
-    cfg_eos = getattr(model.generation_config, "eos_token_id", None)
-    for tid in cfg_eos if isinstance(cfg_eos, list) else [cfg_eos]:
-        if tid is not None and tid not in ids:
-            ids.append(tid)
-    return ids
-
-
-def model_max_length(model, tokenizer) -> int:
-    """lm-eval's resolve_max_length: the config's positions, then the tokenizer's, then 2048."""
-    for cfg in (getattr(model.config, "text_config", None), model.config):
-        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-            v = getattr(cfg, attr, None) if cfg is not None else None
-            if v:
-                return int(v)
-    m = getattr(tokenizer, "model_max_length", None)
-    return int(m) if m and m < 10**9 else 2048
-
-
-def generate(
-    model,
-    tokenizer,
-    prompts: list[list[int]],
-    max_new_tokens: int,
-    batch_size: int,
-    desc: str = "generate",
-    until: tuple[str, ...] = (),
-) -> list[str]:
-    """Greedy decoding, longest prompts first, left padded with a correct attention mask.
-
-    As the harness: the context keeps its last (model length - max_new_tokens) tokens, generation
-    stops at the model's end tokens, the text is cut at the first stop string, then stripped.
-    """
-    import torch
-    from tqdm import tqdm
-
-    stops = stop_token_ids(tokenizer, model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    keep = max(1, model_max_length(model, tokenizer) - max_new_tokens)
-    prompts = [p[-keep:] for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    outputs: list[str] = [""] * len(prompts)
-    device = next(model.parameters()).device
-    bar = tqdm(total=len(prompts), desc=desc, unit="item", mininterval=1.0)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for k, i in enumerate(idx):
-            p = prompts[i]
-            ids[k, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            mask[k, width - len(p) :] = 1
-
-        def one_batch(idx=idx, ids=ids, mask=mask, width=width):
-            with torch.no_grad():
-                out = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    eos_token_id=stops,
-                    pad_token_id=pad,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
-                )
-            texts = []
-            for k in range(len(idx)):
-                new = out[k, width:].tolist()
-                cut = next((j for j, t in enumerate(new) if t in stops), len(new))
-                text = tokenizer.decode(new[:cut], skip_special_tokens=True)
-                for term in until:
-                    text = text.split(term)[0]
-                texts.append(text.strip())
-            return texts
-
-        # an interrupted evaluation's finished batches are reused as they are (evaluate/resume.py)
-        batch = {"prompts": [prompts[i] for i in idx], "max_new_tokens": max_new_tokens, "stops": stops,
-                 "pad": pad, "until": list(until)}
-        for i, text in zip(idx, resume.cached("generate", model, batch, one_batch), strict=True):
-            outputs[i] = text
-        bar.update(len(idx))
-    bar.close()
-    return outputs
-
-
 def _generation_scores(cfg: TaskConfig, preds: list[str], refs: list[str]) -> dict[str, float]:
     fam = cfg.spec
     scores: dict[str, float] = {}
@@ -416,10 +245,8 @@ def run_task(
         "harness_task": cfg.family,
     }
     if cfg.family == "judge":
-        from atlas_forge.evaluate.judge import run_judge
-
-        scores, samples, extra = run_judge(cfg, model, tokenizer, rows, batch_size, model_dir=model_dir)
-        return scores, samples, {**settings, **extra}
+        # a task of its own module (judge.py), registered in evaluate/tasks.py: not run from here
+        raise ValueError(f"task {cfg.name}: judge tasks run through atlas_forge.evaluate.tasks.run")
     docs = task_docs(cfg, rows)
     if cfg.max_items is not None:
         docs = docs[: cfg.max_items]

@@ -14,7 +14,7 @@ win_rate = wins / n_judged (fraction in [0, 1]); None (null in results, "–" in
 pair could be judged: 0.0 would claim that the model lost every pair.
 
 Judges (task key `judge`):
-- openai: any OpenAI-compatible chat endpoint through openai_client.ChatClient; the answer must be
+- openai: any OpenAI-compatible chat endpoint through chat_client (ChatClient, fan_out); the answer must be
   the single letter a or b (case and a surrounding "(...)" / final "." tolerated), anything else
   is unparseable; a request that fails after its retries counts as unparseable too (`n_errors`).
 - local:  a local causal LM directory (`judge.model`); the verdict is the higher log-likelihood of
@@ -132,29 +132,22 @@ class OpenAIJudge:
     kind = "openai"
 
     def __init__(self, jc: JudgeConfig):
-        from atlas_forge.openai_client import ChatClient
+        from atlas_forge.chat_client import make_client
 
         self.jc = jc
-        self.client = ChatClient(jc.base_url, jc.model, timeout_s=jc.timeout_s, max_retries=jc.max_retries,
-                                 backoff_s=jc.backoff_s, max_backoff_s=jc.max_backoff_s,
-                                 api_key_env=jc.api_key_env, temperature=jc.temperature, name="judge")
+        self.client = make_client(jc, "judge")
         log.info("openai judge: %s model %s, concurrency %d, API key from $%s: %s", self.client.url, jc.model,
                  jc.concurrency, jc.api_key_env, "set" if self.client.has_key else "not set")
 
-    def _one(self, prompt: str) -> dict[str, Any]:
-        from atlas_forge.openai_client import ChatError, MalformedResponse
-
-        try:
-            raw = self.client.complete([{"role": "user", "content": prompt}])
-        except (ChatError, MalformedResponse) as e:
-            return {"raw": None, "error": str(e), "letter": None}
-        return {"raw": raw, "error": None, "letter": parse_verdict(raw)}
-
     def verdicts(self, prompts: list[str]) -> list[dict[str, Any]]:
-        from concurrent.futures import ThreadPoolExecutor
+        from atlas_forge.chat_client import fan_out
 
-        with ThreadPoolExecutor(max_workers=self.jc.concurrency) as pool:
-            out = list(pool.map(self._one, prompts))
+        # in prompt order; a request that fails (ChatError, MalformedResponse) is an error verdict
+        out = [
+            {"raw": None, "error": str(e), "letter": None} if e is not None
+            else {"raw": raw, "error": None, "letter": parse_verdict(raw)}
+            for _, raw, e in fan_out(self.client, prompts, self.jc.concurrency, ordered=True)
+        ]
         if out and all(v["error"] for v in out):
             raise RuntimeError(f"judge endpoint {self.client.url}: every request failed ({out[0]['error']})")
         return out
@@ -167,7 +160,7 @@ class LocalJudge:
         from atlas_forge.evaluate.loglik import LoglikScorer
 
         if model is None:
-            from atlas_forge.evaluate import load_model
+            from atlas_forge.evaluate.lm import load_model
 
             if not Path(jc.model).is_dir():
                 raise FileNotFoundError(f"judge.model {jc.model!r}: not a local model directory")
@@ -245,7 +238,7 @@ def score_pairs(items: list[dict], verdicts: list[dict]) -> tuple[dict[str, floa
 
 def run_judge(cfg, model, tokenizer, rows: list[dict], batch_size: int, model_dir=None):
     """The judge family of families.run_task: `cfg` is its TaskConfig, `rows` the bench rows in order."""
-    from atlas_forge.evaluate.families import encode_chat, generate
+    from atlas_forge.evaluate.lm import encode_chat, generate
 
     if not rows:
         raise ValueError(f"task {cfg.name}: no bench rows")
@@ -268,7 +261,7 @@ def run_judge(cfg, model, tokenizer, rows: list[dict], batch_size: int, model_di
         "n_rows": len(items),
     }
     if cfg.judge.backend == "local":
-        from atlas_forge.evaluate import model_sha256
+        from atlas_forge.store import model_sha256
 
         settings["judge_model_sha256"] = model_sha256(cfg.judge.model)
         settings["add_bos"] = cfg.judge.add_bos

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from atlas_forge.encoding import encode_pair, split_whitespace, tok_encode  # noqa: F401 (lm-eval's names)
 from atlas_forge.evaluate import resume
 
 
@@ -52,36 +53,6 @@ class Request:
 class Encoded:
     ctx: list[int]
     cont: list[int]
-
-
-def split_whitespace(context: str, continuation: str) -> tuple[str, str]:
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:
-        return context[:-n_spaces], context[-n_spaces:] + continuation
-    return context, continuation
-
-
-def tok_encode(tokenizer, text: str, add_bos: bool) -> list[int]:
-    """lm-eval's HFLM.tok_encode: special tokens unless the text already starts with BOS."""
-    bos = tokenizer.bos_token
-    return tokenizer.encode(text, add_special_tokens=add_bos and not (bos and text.startswith(bos)))
-
-
-def encode_pair(
-    tokenizer, context: str, continuation: str, add_bos: bool = True
-) -> tuple[list[int], list[int]]:
-    """lm-eval's TemplateLM._encode_pair: (context ids, continuation ids)."""
-    if not context:
-        raise ValueError("empty context is not supported")
-    context, continuation = split_whitespace(context, continuation)
-    whole = tok_encode(tokenizer, context + continuation, add_bos)
-    ctx = tok_encode(tokenizer, context, add_bos)
-    cont = whole[len(ctx) :]
-    if not cont:
-        raise ValueError(
-            f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}"
-        )
-    return ctx, cont
 
 
 def _common(a: list[int], b: list[int]) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_forge import imports
+from atlas_forge.store import sha256_json
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,7 @@ def cached(kind: str, model, batch_input: Any, compute: Callable[[], Any]) -> An
     if cache is None:
         return compute()
     ident = [kind, str(getattr(model, "name_or_path", "")), batch_input]
-    key = hashlib.sha256(json.dumps(ident, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    return cache.get_or_compute(key, compute)
+    return cache.get_or_compute(sha256_json(ident), compute)
 
 
 def code_sha256() -> str:

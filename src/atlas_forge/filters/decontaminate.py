@@ -28,7 +28,8 @@ import numpy as np
 import polars as pl
 
 from atlas_forge import records
-from atlas_forge.filters import all_contents, split
+from atlas_forge.filters.base import FilterConfig, all_contents, split
+from atlas_forge.phase import PATH, PATHS, Phase
 
 _WORD = re.compile(r"\w+")
 
@@ -341,15 +342,29 @@ def _exact_lines(df: pl.DataFrame, ctx, row_of: list[int], index: BenchIndex, ba
                 break
 
 
-def run_cli(args) -> None:
+CONTRACT = Phase(
+    name="filter-index",
+    module=__name__,
+    help="index the benchmark sets once for every filter job's decontamination step",
+    config=FilterConfig,
+    section="filter",
+    # only what the index depends on: a changed length bound must not rebuild it
+    keys=("decontaminate",),
+    view=lambda params: {"steps": ["decontaminate"],
+                         "decontaminate": params["filter"].get("decontaminate", {})},
+    stage="filter",
+    args=(("--bench", {"help": "benchmark sets (canonical tables)", **PATHS}),
+          ("--out", {"required": True, "help": "the index (.npz)", **PATH})),
+)
+
+
+def run_cli(args, job) -> None:
     """`atlas-forge filter-index`: build the benchmark index every filter job loads."""
     import logging
 
     from atlas_forge import io
-    from atlas_forge.config import parse
-    from atlas_forge.filters import FilterConfig
 
-    cfg = parse(FilterConfig, args.params, "filter")
+    cfg = job.config
     n, min_words = cfg.decontaminate.ngram, min(cfg.decontaminate.min_words, cfg.decontaminate.ngram)
     index = build_index(io.read_tables(args.bench, "filter"), n, min_words)
     save_index(index, args.out)

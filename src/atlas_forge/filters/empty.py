@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from atlas_forge.filters import all_contents, split
+from atlas_forge.filters.base import all_contents, split
 
 
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:

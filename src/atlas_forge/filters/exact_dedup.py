@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from atlas_forge.filters import all_contents, contents, split
+from atlas_forge.filters.base import all_contents, contents, split
 
 
 def row_text(row: dict) -> str:

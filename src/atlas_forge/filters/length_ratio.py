@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from atlas_forge import records
-from atlas_forge.filters import split
+from atlas_forge.filters.base import split
 
 TASKS = ("translation", "transliteration")
 

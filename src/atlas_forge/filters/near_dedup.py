@@ -21,7 +21,7 @@ from functools import cache, lru_cache
 import numpy as np
 import polars as pl
 
-from atlas_forge.filters import split
+from atlas_forge.filters.base import split
 from atlas_forge.filters.exact_dedup import cached_row_texts, keep_row_texts
 
 # flat shingle entries per vectorized block: bounds the (entries x num_perm) temporary

@@ -8,7 +8,8 @@ picks the type mix):
    never moves when other documents are added (an added document asks only for itself);
 2. the cache answers (key: backend, model, type, prompt version, document text), else the backend:
    `cache` (offline: seed caches and replayed work only; the rest are "not generated" rejects, as in
-   translate) or `openai` (the translate phase's ChatClient: same concurrency, retries, key from env);
+   translate) or `openai` (chat_client's ChatClient and fan_out, as translate: same concurrency,
+   retries, key from env);
 3. the answer is checked for structure and script (checks.py); a failure is a reject with its reason.
    Answers that pass are cached as they land. Answers that fail are cached only when the run got at
    least one right answer: an endpoint or model that answers everything wrongly leaves nothing behind
@@ -26,18 +27,20 @@ import argparse
 import hashlib
 import logging
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Literal
 
 import polars as pl
 
 from atlas_forge import io, records
-from atlas_forge.config import ConfigError, parse
+from atlas_forge.chat_client import MalformedResponse, OpenAIConfig, ReplayConfig, fan_out, make_client
+from atlas_forge.config import ConfigError
+from atlas_forge.conversations import Shots, Sides
 from atlas_forge.generate import checks, prompts
 from atlas_forge.generate.cache import GenerationCache, cache_key
-from atlas_forge.instruct import Shots, Sides
-from atlas_forge.translate import ReplayConfig
-from atlas_forge.translate.backends import OpenAIConfig
+from atlas_forge.generate.prompts import cut_document  # noqa: F401 (its API)
+from atlas_forge.phase import PATH, Phase, by_id, entries
 
 log = logging.getLogger(__name__)
 PHASE = "generate"
@@ -137,38 +140,17 @@ def pick_type(cfg: GenerateConfig, task: str, doc_id: str) -> str:
     return [k for k, v in mix.items() if v > 0][-1]  # u rounding past the last boundary
 
 
-def cut_document(text: str, max_chars: int) -> str:
-    """At most max_chars, ending at the last line break inside the limit when there is one."""
-    if max_chars <= 0 or len(text) <= max_chars:
-        return text
-    head = text[:max_chars]
-    nl = head.rfind("\n")
-    return head[:nl] if nl > max_chars // 2 else head
-
-
 class Backend:
-    """The openai backend: one request per document, `concurrency` in flight (translate's client)."""
+    """The openai backend: one request per document, `concurrency` in flight (chat_client's fan_out)."""
 
     kind = "openai"
 
     def __init__(self, cfg: OpenAIConfig):
-        from atlas_forge.openai_client import ChatClient
-
         if not cfg.model:
             raise ValueError("generate.openai.model: empty; name the model the endpoint serves")
         self.cfg = cfg
         self.key_backend, self.key_model, self.model = "openai", cfg.model, cfg.model
-        self.client = ChatClient(
-            cfg.base_url,
-            cfg.model,
-            timeout_s=cfg.timeout_s,
-            max_retries=cfg.max_retries,
-            backoff_s=cfg.backoff_s,
-            max_backoff_s=cfg.max_backoff_s,
-            api_key_env=cfg.api_key_env,
-            temperature=cfg.temperature,
-            name="generate",
-        )
+        self.client = make_client(cfg, "generate")
         self.url = self.client.url
         log.info(
             "generate: %s model %s, concurrency %d, API key from $%s: %s",
@@ -181,26 +163,15 @@ class Backend:
 
     def run(self, requests: list[str]):
         """Yield (index, content or None, error) as answers land."""
-        from concurrent.futures import ThreadPoolExecutor, as_completed
-
-        from atlas_forge.openai_client import ChatError, MalformedResponse
-
-        with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
-            futures = {
-                pool.submit(self.client.complete, [{"role": "user", "content": p}]): i
-                for i, p in enumerate(requests)
-            }
-            try:
-                for fut in as_completed(futures):
-                    try:
-                        yield futures[fut], fut.result(), None
-                    except MalformedResponse as e:
-                        yield futures[fut], None, f"generate: malformed response ({e})"
-                    except ChatError as e:  # non-retryable status, or retries exhausted
-                        yield futures[fut], None, f"generate: endpoint failed ({e})"
-            finally:
-                for fut in futures:
-                    fut.cancel()
+        results = fan_out(self.client, requests, self.cfg.concurrency)
+        with closing(results):
+            for i, content, e in results:
+                if e is None:
+                    yield i, content, None
+                elif isinstance(e, MalformedResponse):
+                    yield i, None, f"generate: malformed response ({e})"
+                else:  # ChatError: non-retryable status, or retries exhausted
+                    yield i, None, f"generate: endpoint failed ({e})"
 
 
 class CacheBackend:
@@ -342,16 +313,46 @@ def generate_table(df: pl.DataFrame, cfg: GenerateConfig, backend, cache: Genera
     return table, rejected, stats
 
 
-def run_cli(args: argparse.Namespace) -> None:
+def _generate_sources(params) -> list[dict]:
+    return [s for s in entries(params, "ingest", "sources", "extra_sources")
+            if s["role"] in ("generate_docs", "story", "identity")]
+
+
+def _view(params, source: str, **_) -> dict:
+    by_id(_generate_sources(params), source)  # a source the phase builds
+    return params["generate"]
+
+
+CONTRACT = Phase(
+    name="generate",
+    module=__name__,
+    help="documents/posts -> LLM-generated Darija rows (cache, checks, 80/10/10 assembly); stories -> "
+    "completions; identity pairs -> repeated rows",
+    config=GenerateConfig,
+    # the mixture's train/test draw: few-shot examples and multi-turn partners come from one side
+    reads=("mixture.seed", "mixture.test_fraction"),
+    into=(("mixture.seed", "sides.seed"), ("mixture.test_fraction", "sides.test_fraction")),
+    view=_view,
+    jobs=lambda params: [{"source": s["id"]} for s in _generate_sources(params)],
+    args=(("--role", {"choices": ["generate_docs", "story", "identity"], "default": "generate_docs",
+                      "help": "the source's role: which set to build"}),
+          ("--input", {"required": True, **PATH}), ("--out", {"required": True, **PATH}),
+          ("--rejects", {"required": True, **PATH}),
+          ("--stats", {"help": "counts for the mixture card (JSON)", **PATH}),
+          ("--tokenizer", {"help": "story: the tokenizer folder whose tokens measure segments", **PATH})),
+)
+
+
+def run_cli(args: argparse.Namespace, job) -> None:
     import json
 
-    cfg = parse(GenerateConfig, args.params, "generate")
+    cfg = job.config
     df = io.read_table(args.input, PHASE)
     if args.role == "story":
         from atlas_forge.generate.story import segment_table
 
         if not args.tokenizer:
-            raise ValueError("generate --role story: --tokenizer (the base model folder) is required")
+            raise ValueError("generate --role story: --tokenizer (the tokenizer folder) is required")
         table, rejected, stats = segment_table(df, cfg.story, args.tokenizer)
     elif args.role == "identity":
         from atlas_forge.generate.identity import repeat_table

@@ -1,9 +1,10 @@
-"""Checked generations -> Darija chat rows, assembled as the native sets are (paper §3): documents are
-dealt to zero-shot, few-shot and multi-turn in the exact proportions of `shots` (seeded), few-shot
-rows show `few_shot_k` solved examples of the same type from other documents, multi-turn rows group
-2..`multi_turn_max` items of one type from distinct documents. Built on instruct's pieces (Item, the
-output table, example and group draws, sides), so both sets follow one set of rules, including "only
-documents of the same train/test side are combined" when the rule passes the mixture's sides.
+"""Checked generations -> Darija chat rows, assembled as the native sets are (paper §3): documents are dealt
+to zero-shot, few-shot and multi-turn in the exact proportions of `shots` (seeded), few-shot rows show
+`few_shot_k` solved examples of the same type from other documents, multi-turn rows group
+2..`multi_turn_max` items of one type from distinct documents. Built on the pieces instruct uses too
+(atlas_forge.conversations: Item, the output table, example and group draws, sides), so both sets follow
+one set of rules, including "only documents of the same train/test side are combined" when the rule
+passes the mixture's sides.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections import Counter, defaultdict
 
 import polars as pl
 
+from atlas_forge import templates
+from atlas_forge.conversations import Item, OutTable, group_items, pick_examples, row_sides
 from atlas_forge.generate import prompts
 from atlas_forge.generate.checks import Answer
-from atlas_forge.instruct import Item, _examples, _group, _Out, row_sides, templates
 
 
 def user_turn(kind: str, document: str, ans: Answer) -> tuple[str, str]:
@@ -31,7 +33,7 @@ def user_turn(kind: str, document: str, ans: Answer) -> tuple[str, str]:
 
 def assemble(df: pl.DataFrame, answers: dict[int, tuple[str, Answer]], cfg, model: str):
     """(table, counts): one output conversation answers every checked item exactly once."""
-    from atlas_forge.generate import cut_document
+    from atlas_forge.generate.prompts import cut_document
 
     rows = df.select("id", "source", "messages", "lang").rows()
     items: list[Item] = []
@@ -66,14 +68,14 @@ def assemble(df: pl.DataFrame, answers: dict[int, tuple[str, Answer]], cfg, mode
         return f"generate:{kind}:{cfg.prompt_versions[kind]}"
 
     extra = {"generated_by": model}
-    out = _Out(side if cfg.sides is not None else None)
+    out = OutTable(side if cfg.sides is not None else None)
     zero: list[Item] = []
     multi_items: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for k, it in enumerate(items):
         if k in multi:
             multi_items[(it.task, side[it.origin])].append(it)
         elif k in few:
-            examples = _examples(pools[(it.task, side[it.origin])], it, cfg.few_shot_k, rng)
+            examples = pick_examples(pools[(it.task, side[it.origin])], it, cfg.few_shot_k, rng)
             if not examples:
                 zero.append(it)
                 continue
@@ -91,7 +93,7 @@ def assemble(df: pl.DataFrame, answers: dict[int, tuple[str, Answer]], cfg, mode
         else:
             zero.append(it)
     for key in sorted(multi_items):
-        groups, leftovers = _group(multi_items[key], cfg.multi_turn_max, rng)
+        groups, leftovers = group_items(multi_items[key], cfg.multi_turn_max, rng)
         zero += leftovers
         for group in groups:
             msgs = [

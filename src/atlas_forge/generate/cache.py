@@ -9,24 +9,23 @@ caller writes those only once the run has shown the endpoint answers correctly a
 
 Seed caches ({"type", "prompt_version", "document", "response"} lines, bundled with the sample) answer
 for any backend and model, like translate's seed caches: the offline default needs no endpoint.
-The file format and crash handling are translate's (translate/cache.py).
+The file format and crash handling are translate's (store.py's append_locked and read_lines).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
 
-from atlas_forge.translate.cache import _read_lines, append_locked
+from atlas_forge.store import append_locked, read_lines, sha256_key
 
 log = logging.getLogger(__name__)
 FILENAME = "generations.jsonl"
 
 
 def cache_key(backend: str, model: str, kind: str, prompt_version: str, document: str) -> str:
-    return hashlib.sha256("\x1f".join((backend, model, kind, prompt_version, document)).encode()).hexdigest()
+    return sha256_key(backend, model, kind, prompt_version, document)
 
 
 class GenerationCache:
@@ -35,13 +34,13 @@ class GenerationCache:
         self.entries: dict[str, dict] = {}
         self.seed: dict[tuple[str, str, str], str] = {}
         for seed in seed_caches:
-            for lineno, row in enumerate(_read_lines(Path(seed), tolerate_tail=False), 1):
+            for lineno, row in enumerate(read_lines(Path(seed), tolerate_tail=False), 1):
                 missing = [k for k in ("type", "prompt_version", "document", "response") if k not in row]
                 if missing:
                     raise ValueError(f"{seed}: entry {lineno} has no field {missing[0]!r}")
                 self.seed.setdefault((row["type"], row["prompt_version"], row["document"]), row["response"])
         if self.path and self.path.exists():
-            for row in _read_lines(self.path, tolerate_tail=True):
+            for row in read_lines(self.path, tolerate_tail=True):
                 self.entries[row["key"]] = row
         log.info(
             "generation cache: %d entries in %s, %d seed generations",

@@ -7,8 +7,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from atlas_forge.filters.arabic_ratio import arabic_ratio
 from atlas_forge.generate.prompts import FIELDS, LETTERS
+from atlas_forge.language import arabic_ratio
 
 
 class Invalid(ValueError):

@@ -121,3 +121,12 @@ def prompt(kind: str, version: str, document: str, n_choices: int) -> str:
         known = sorted(v for k, v in PROMPTS if k == kind)
         raise ValueError(f"generate.prompt_versions.{kind}: no prompt {version!r} (known: {known})") from None
     return template.format(document=document, n_choices=n_choices)
+
+
+def cut_document(text: str, max_chars: int) -> str:
+    """At most max_chars, ending at the last line break inside the limit when there is one."""
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    nl = head.rfind("\n")
+    return head[:nl] if nl > max_chars // 2 else head

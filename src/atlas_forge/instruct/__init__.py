@@ -32,26 +32,29 @@ import argparse
 import hashlib
 import logging
 import random
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import cache
 
 import polars as pl
 
-from atlas_forge import io, records
-from atlas_forge.config import ConfigError, parse
-from atlas_forge.instruct import templates
-from atlas_forge.sides import is_test
+from atlas_forge import io, records, templates
+from atlas_forge.config import ConfigError
+from atlas_forge.conversations import (  # noqa: F401 (Shots, Sides: its config's API)
+    Item,
+    OutTable,
+    Shots,
+    Sides,
+    group_items,
+    pick_examples,
+    row_sides,
+)
+from atlas_forge.phase import PATH, Phase, entries
 
 log = logging.getLogger(__name__)
 PHASE = "instruct"
 
 
-@dataclass(frozen=True)
-class Shots:
-    zero: float
-    few: float
-    multi: float
 
 
 # paper §3/Table 1: Darija <-> English, French, MSA, both ways (plus transliteration, below)
@@ -62,12 +65,6 @@ PAPER_DIRECTIONS = [
 ]
 
 
-@dataclass(frozen=True)
-class Sides:
-    """The mixture's train/test draw (mixture.seed, mixture.test_fraction), set by the rule."""
-
-    seed: int
-    test_fraction: float
 
 
 @dataclass(frozen=True)
@@ -114,22 +111,6 @@ class InstructConfig:
             raise ConfigError(f"{section}.sides.test_fraction: {self.sides.test_fraction} is outside [0, 1)")
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    index: int  # global order: row order, then direction order
-    origin: str  # input row id
-    source: str
-    lang: str
-    task: str
-    direction: str | None
-    text: str
-    answer: str
-    choices: tuple[str, ...] = ()
-    labels: tuple[str, ...] = ()  # sentiment: canonical labels (offensive-language sets get own wording)
-
-    @property
-    def key(self) -> str:
-        return f"{self.origin}:{self.direction or ''}"
 
 
 def _items_of_row(
@@ -227,53 +208,6 @@ def _prompt(template: str, item: Item) -> str:
     return templates.render(template, item.text, item.direction, list(item.choices))
 
 
-class _Out:
-    """The output table, column by column, plus what the count check needs (no meta re-parsing)."""
-
-    def __init__(self, sides: dict[str, str] | None = None) -> None:
-        self.rows: list[tuple] = []
-        self.sides = sides  # row id -> side, written to meta.side when the rule passes `sides`
-
-    def add(self, items: list[Item], shots: str, messages: list[dict], tids: list[str], extra: dict) -> None:
-        first = items[0]
-        origins = [it.origin for it in items]
-        meta = {"shots": shots, "template": tids[0], "origin_ids": origins, **extra}
-        if self.sides is not None:
-            meta["side"] = self.sides[first.origin]
-        if first.direction:
-            meta["direction"] = first.direction
-        if len(items) > 1:
-            meta["templates"] = tids
-            if first.direction:
-                meta["directions"] = [it.direction for it in items]
-        key = "|".join(it.key for it in items)
-        self.rows.append((
-            min(it.index for it in items), records.record_id(first.source, key), first.source, first.task,
-            messages, first.lang, records.dump_meta(meta), shots, origins,
-        ))
-
-    def table(self) -> pl.DataFrame:
-        self.rows.sort(key=lambda r: r[0])
-        if not self.rows:
-            return records.empty()
-        _, ids, sources, tasks, messages, langs, metas, *_ = zip(*self.rows, strict=True)
-        # messages from flat columns: one Series of many small nested lists converts list by list
-        flat = pl.DataFrame(
-            {
-                "row": [i for i, msgs in enumerate(messages) for _ in msgs],
-                "role": [m["role"] for msgs in messages for m in msgs],
-                "content": [m["content"] for msgs in messages for m in msgs],
-            },
-            schema={"row": pl.Int64, "role": pl.String, "content": pl.String},
-        )
-        nested = flat.group_by("row", maintain_order=True).agg(pl.struct("role", "content").alias("messages"))
-        if nested.height != len(ids):
-            raise RuntimeError("instruct: a conversation without messages")
-        table = pl.DataFrame(
-            {"id": ids, "source": sources, "task": tasks, "lang": langs, "meta": metas},
-            schema={c: records.SCHEMA[c] for c in ("id", "source", "task", "lang", "meta")},
-        ).with_columns(nested["messages"].cast(records.SCHEMA["messages"]))
-        return table.select(list(records.SCHEMA))
 
 
 def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFrame, dict]:
@@ -300,7 +234,7 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
     for it in items:
         pools[(it.task, it.direction, side[it.origin])].append(it)
 
-    out = _Out(side if cfg.sides is not None else None)
+    out = OutTable(side if cfg.sides is not None else None)
     zero_items: list[Item] = []
     multi_items: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for i, got in enumerate(row_items):
@@ -308,7 +242,8 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
             if i in multi_rows:
                 multi_items[(it.task, side[it.origin])].append(it)
             elif i in few_rows:
-                examples = _examples(pools[(it.task, it.direction, side[it.origin])], it, cfg.few_shot_k, rng)
+                pool = pools[(it.task, it.direction, side[it.origin])]
+                examples = pick_examples(pool, it, cfg.few_shot_k, rng)
                 if not examples:
                     zero_items.append(it)
                     continue
@@ -326,7 +261,7 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
                 zero_items.append(it)
 
     for key in sorted(multi_items):
-        groups, leftovers = _group(multi_items[key], cfg.multi_turn_max, rng)
+        groups, leftovers = group_items(multi_items[key], cfg.multi_turn_max, rng)
         zero_items += leftovers
         for group in groups:
             msgs, tids = [], []
@@ -362,56 +297,10 @@ def build_instructions(df: pl.DataFrame, cfg: InstructConfig) -> tuple[pl.DataFr
     return table, counts
 
 
-def row_sides(ids: list[str], sides: Sides | None) -> dict[str, str]:
-    """{row id: "train" | "test"} as the mixture will draw it; all "train" without `sides`."""
-    if sides is None:
-        return dict.fromkeys(ids, "train")
-    return {i: "test" if is_test(sides.seed, i, sides.test_fraction) else "train" for i in ids}
 
 
-def _examples(pool: list[Item], item: Item, k: int, rng: random.Random) -> list[Item]:
-    """k distinct items of `pool` from rows other than the item's own, drawn without scanning the pool."""
-    chosen: dict[str, Item] = {}
-    # pools can hold every row of a corpus: sample by bounded rejection instead of filtering the pool
-    for _ in range(20 * k if pool else 0):
-        if len(chosen) == k:
-            break
-        cand = pool[rng.randrange(len(pool))]
-        if cand.origin != item.origin and cand.origin not in chosen:
-            chosen[cand.origin] = cand
-    if len(chosen) < k:  # small pool: take what exists, in pool order
-        for cand in pool:
-            if len(chosen) == k:
-                break
-            if cand.origin != item.origin and cand.origin not in chosen:
-                chosen[cand.origin] = cand
-    return list(chosen.values())
 
 
-def _group(items: list[Item], max_turns: int, rng: random.Random) -> tuple[list[list[Item]], list[Item]]:
-    """Seeded conversations of 2..max_turns items from distinct rows; leftovers cannot be paired."""
-    shuffled = items[:]
-    rng.shuffle(shuffled)
-    queue = deque(shuffled)
-    groups: list[list[Item]] = []
-    leftovers: list[Item] = []
-    while queue:
-        size = rng.randint(2, max_turns)
-        group: list[Item] = []
-        skipped: list[Item] = []
-        while queue and len(group) < size:
-            it = queue.popleft()
-            # two directions of one sentence in one conversation would give the answer away
-            if any(g.origin == it.origin for g in group):
-                skipped.append(it)
-            else:
-                group.append(it)
-        queue.extendleft(reversed(skipped))
-        if len(group) >= 2:
-            groups.append(group)
-        else:
-            leftovers += group
-    return groups, leftovers
 
 
 def _check_counts(
@@ -448,8 +337,23 @@ def rows_without_items(df: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     return records.reject(unused, "no instruction: fewer than two usable languages or fields", PHASE)
 
 
-def run_cli(args: argparse.Namespace) -> None:
-    cfg = parse(InstructConfig, args.params, "instruct")
+CONTRACT = Phase(
+    name="instruct",
+    module=__name__,
+    help="turn native rows into Darija chat instructions (zero-shot, few-shot, multi-turn)",
+    config=InstructConfig,
+    # the mixture's train/test draw: only rows of one side are combined (few-shot, multi-turn)
+    reads=("mixture.seed", "mixture.test_fraction"),
+    into=(("mixture.seed", "sides.seed"), ("mixture.test_fraction", "sides.test_fraction")),
+    jobs=lambda params: [{"source": s["id"]} for s in entries(params, "ingest", "sources", "extra_sources")
+                         if s["role"] == "native"],
+    args=(("--input", {"required": True, **PATH}), ("--out", {"required": True, **PATH}),
+          ("--rejects", {"required": True, **PATH})),
+)
+
+
+def run_cli(args: argparse.Namespace, job) -> None:
+    cfg = job.config
     df = io.read_table(args.input, PHASE)
     table, counts = build_instructions(df, cfg)
     rejected = rows_without_items(df, table)

@@ -5,12 +5,21 @@ Heavy libraries (torch, transformers, trl, peft) are imported inside functions o
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-from collections.abc import Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from atlas_forge.store import files_sha256  # noqa: F401 - the modeling phases' fingerprint
+
+
+@dataclass(frozen=True)
+class TokenizerParams:
+    """base_model.tokenizer: read by the tokenizer phase (which trains it) and base_model (its config)."""
+
+    vocab_size: int = 2048
+    min_frequency: int = 2
 
 
 @contextmanager
@@ -42,12 +51,10 @@ def swap_dir(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def files_sha256(paths: Iterable[str | os.PathLike]) -> str:
-    """One digest over the files' bytes, in the given order."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        h.update(b"\x00")
-    return h.hexdigest()
+# the tokenizer phase's own record in its folder; not a tokenizer file (so not "tokenizer.json")
+TOKENIZER_INFO = "tokenizer_info.json"
+
+
+def tokenizer_files(folder: str | os.PathLike) -> list[Path]:
+    """The files a model folder takes from the tokenizer folder: all but the tokenizer phase's record."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name != TOKENIZER_INFO)

@@ -1,33 +1,31 @@
-"""Phase `base_model`: build the tiny default (tokenizer + Gemma 2 + short continued pre-training) or
-fetch a pretrained model (Hugging Face id or local path, pinned revision), and save it to --out.
+"""Phase `base_model`: build the tiny default (Gemma 2 + short continued pre-training, on the tokenizer
+phase's tokenizer) or fetch a pretrained model (Hugging Face id or local path, pinned revision), and
+save it to --out.
 
-Output folder: safetensors weights, tokenizer (with the chat template), `base_model.json`.
+Output folder: safetensors weights, the tokenizer folder's files (with the chat template),
+`base_model.json`.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import hashlib
-import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from atlas_forge import config, io
-from atlas_forge.modeling import atomic_dir, files_sha256
-from atlas_forge.modeling.chat_template import BOS, CHAT_TEMPLATE, END_OF_TURN, EOS, PAD, START_OF_TURN
+from atlas_forge.modeling import TOKENIZER_INFO, TokenizerParams, atomic_dir, files_sha256, tokenizer_files
+from atlas_forge.modeling.chat_template import BOS, END_OF_TURN, EOS, PAD
+from atlas_forge.modeling.texts import documents, load_texts, parallel_documents  # noqa: F401 (its API)
+from atlas_forge.phase import PATH, PATHS, Phase
 
 log = logging.getLogger(__name__)
 PHASE = "base_model"
-
-
-@dataclass(frozen=True)
-class TokenizerParams:
-    vocab_size: int = 2048
-    min_frequency: int = 2
 
 
 @dataclass(frozen=True)
@@ -92,42 +90,6 @@ class BaseModelParams:
             raise config.ConfigError(
                 f"{section}.model.num_key_value_heads: must divide num_attention_heads"
             )
-
-
-def load_texts(paths: list[str], parallel_texts: bool = False) -> list[str]:
-    """Every non-empty message content of the canonical tables, in file and row order. With
-    parallel_texts, a row whose meta.texts holds two or more versions gives one document of all of
-    them instead, one per line; the order alternates with the row id so both directions are seen."""
-    return [text for text, _ in _documents(paths, parallel_texts)]
-
-
-def parallel_documents(paths: list[str]) -> list[str]:
-    """Only the documents parallel_texts makes (rows with two or more versions), in row order."""
-    return [text for text, parallel in _documents(paths, True) if parallel]
-
-
-def _documents(paths: list[str], parallel_texts: bool):
-    df = io.read_tables(paths, PHASE)
-    metas = df["meta"].to_list() if parallel_texts and "meta" in df.columns else [None] * df.height
-    for rid, messages, meta in zip(df["id"].to_list(), df["messages"].to_list(), metas, strict=True):
-        versions = _parallel_versions(meta)
-        if len(versions) >= 2:
-            flip = int(hashlib.sha256(str(rid).encode()).hexdigest(), 16) % 2
-            yield "\n".join(reversed(versions) if flip else versions), True
-            continue
-        for m in messages or []:
-            content = (m.get("content") or "").strip()
-            if content:
-                yield content, False
-
-
-def _parallel_versions(meta) -> list[str]:
-    if not meta:
-        return []
-    if isinstance(meta, str):
-        meta = json.loads(meta)
-    found = meta.get("texts") or {}
-    return [found[k].strip() for k in sorted(found) if isinstance(found[k], str) and found[k].strip()]
 
 
 def build_tiny_model(params: BaseModelParams, tokenizer):
@@ -243,17 +205,29 @@ def _train(model, blocks: list[list[int]], steps: int, batch_size: int, opt, sch
     }
 
 
-def build_tiny(params: BaseModelParams, text_paths: list[str], out: str | Path) -> dict[str, Any]:
-    from atlas_forge.modeling.tokenizer import train_tokenizer
+def _tokenizer_info(tokenizer_dir: str | Path) -> dict[str, Any]:
+    return io.read_json(Path(tokenizer_dir) / TOKENIZER_INFO)
+
+
+def _save_with_tokenizer(model, tokenizer_dir: str | Path, tmp: Path) -> None:
+    """The model's weights and the tokenizer folder's own files, copied as they are (the tokenizer
+    phase wrote them): every phase reads the same tokenizer bytes."""
+    model.save_pretrained(tmp)
+    for f in tokenizer_files(tokenizer_dir):
+        shutil.copyfile(f, tmp / f.name)
+
+
+def build_tiny(params: BaseModelParams, text_paths: list[str], tokenizer_dir: str | Path,
+               out: str | Path) -> dict[str, Any]:
+    from transformers import AutoTokenizer
 
     # one read of the tables: the bilingual documents are the flagged ones among the texts
-    documents = list(_documents(text_paths, params.pretrain.parallel_texts))
-    texts = [text for text, _ in documents]
-    bilingual = [text for text, parallel in documents if parallel]
+    docs = list(documents(text_paths, params.pretrain.parallel_texts))
+    texts = [text for text, _ in docs]
+    bilingual = [text for text, parallel in docs if parallel]
     if not texts:
         raise ValueError(f"no text to train the tiny model on in {text_paths or '(no --text tables)'}")
-    log.info("training a %d-token BPE on %d texts", params.tokenizer.vocab_size, len(texts))
-    tokenizer = train_tokenizer(texts, params.tokenizer.vocab_size, params.tokenizer.min_frequency)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = build_tiny_model(params, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("Gemma 2 with %d parameters, vocabulary %d", n_params, len(tokenizer))
@@ -261,8 +235,7 @@ def build_tiny(params: BaseModelParams, text_paths: list[str], out: str | Path) 
     if bilingual and params.pretrain.parallel_steps > 0:
         stats["bilingual_phase"] = pretrain_parallel(model, tokenizer, bilingual, params)
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        _save_with_tokenizer(model, tokenizer_dir, Path(tmp))
         info = {
             "kind": "tiny",
             "name_or_path": f"atlas-forge/tiny-gemma2-{n_params}",
@@ -281,34 +254,28 @@ def build_tiny(params: BaseModelParams, text_paths: list[str], out: str | Path) 
     return info
 
 
-def fetch_pretrained(params: BaseModelParams, out: str | Path) -> dict[str, Any]:
-    """Load a Hugging Face id or local folder (pinned revision, no remote code) and save it to `out`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def fetch_pretrained(params: BaseModelParams, tokenizer_dir: str | Path, out: str | Path) -> dict[str, Any]:
+    """Load a Hugging Face id or local folder (pinned revision, no remote code) and save it to `out`
+    with the tokenizer phase's tokenizer (the same id and revision's, with our chat template)."""
+    from transformers import AutoModelForCausalLM
 
     revision = params.revision or None
-    tokenizer = AutoTokenizer.from_pretrained(params.name_or_path, revision=revision, trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(
         params.name_or_path, revision=revision, trust_remote_code=False, dtype="auto",
         attn_implementation="eager", use_safetensors=True,  # never unpickle a downloaded *.bin
     )
-    vocab = tokenizer.get_vocab()
-    template = "kept"
-    if START_OF_TURN in vocab and END_OF_TURN in vocab:
-        # Gemma-format model: our template renders the same text and adds the generation markers
-        tokenizer.chat_template = CHAT_TEMPLATE
-        template = "atlas-forge gemma (with generation markers)"
+    tok_info = _tokenizer_info(tokenizer_dir)
     n_params = sum(p.numel() for p in model.parameters())
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        _save_with_tokenizer(model, tokenizer_dir, Path(tmp))
         info = {
             "kind": "pretrained",
             "name_or_path": params.name_or_path,
             "revision": params.revision,
             "params": dataclasses.asdict(params),
             "parameters": n_params,
-            "vocab_size": len(tokenizer),
-            "chat_template": template,
+            "vocab_size": tok_info["vocab_size"],
+            "chat_template": tok_info["chat_template"],
             "pretrain_loss_start": None,
             "pretrain_loss_end": None,
             "text_sha256": None,
@@ -317,20 +284,31 @@ def fetch_pretrained(params: BaseModelParams, out: str | Path) -> dict[str, Any]
     return info
 
 
-def run(params: BaseModelParams, text_paths: list[str], out: str | Path, threads: int = 1) -> dict[str, Any]:
+def run(params: BaseModelParams, text_paths: list[str], tokenizer_dir: str | Path, out: str | Path,
+        threads: int = 1) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(max(1, threads))
     t0 = time.perf_counter()
     if params.kind == "tiny":
-        info = build_tiny(params, text_paths, out)
+        info = build_tiny(params, text_paths, tokenizer_dir, out)
     else:
-        info = fetch_pretrained(params, out)
+        info = fetch_pretrained(params, tokenizer_dir, out)
     log.info("base model (%s, %d parameters) saved to %s in %.1f s", params.kind, info["parameters"], out,
              time.perf_counter() - t0)
     return info
 
 
-def run_cli(args) -> None:
-    params = config.parse(BaseModelParams, args.params, PHASE)
-    run(params, list(args.text), args.out, threads=args.threads)
+CONTRACT = Phase(
+    name="base_model",
+    module=__name__,
+    help="build (tiny default: Gemma 2 pre-trained here) or fetch (Hugging Face id/path) the base model",
+    config=BaseModelParams,
+    args=(("--text", {"help": "canonical tables whose text pre-trains the tiny model", **PATHS}),
+          ("--tokenizer", {"required": True, "help": "the tokenizer phase's folder", **PATH}),
+          ("--out", {"required": True, **PATH}), ("--threads", {"type": int, "default": 1})),
+)
+
+
+def run_cli(args: argparse.Namespace, job) -> None:
+    run(job.config, list(args.text), args.tokenizer, args.out, threads=args.threads)

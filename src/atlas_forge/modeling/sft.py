@@ -20,6 +20,7 @@ from typing import Any, Literal
 from atlas_forge import config, io
 from atlas_forge.modeling import atomic_dir, files_sha256, swap_dir
 from atlas_forge.modeling.chat_template import prepare_messages
+from atlas_forge.phase import PATH, Phase
 
 log = logging.getLogger(__name__)
 PHASE = "sft"
@@ -106,14 +107,14 @@ class SftParams:
 def load_chats(path: str, system_message: str, tokenizer=None):
     """A datasets.Dataset from a canonical table, system turns folded or rejected.
 
-    With a tokenizer, rows come tokenized ({input_ids, assistant_masks}, render.encode_row), so each
+    With a tokenizer, rows come tokenized ({input_ids, assistant_masks}, encoding.encode_row), so each
     row's format (meta.format: chat, or plain for the scored multiple-choice continuation) is honoured;
     TRL then builds the labels from the mask. Without one: {"messages": [...]}.
     """
     from datasets import Dataset
 
     from atlas_forge import records
-    from atlas_forge.modeling.render import encode_row
+    from atlas_forge.encoding import encode_row
 
     df = io.read_table(path, PHASE)
     rows = []
@@ -393,7 +394,7 @@ def training_args(params: SftParams, checkpoints: str, cuda: bool):
         logging_first_step=True,
         eval_strategy="steps" if params.eval_steps > 0 else "no",
         eval_steps=params.eval_steps if params.eval_steps > 0 else None,
-        # rows arrive tokenized with their own mask (render.encode_row: chat or plain format); TRL turns
+        # rows arrive tokenized with their own mask (encoding.encode_row: chat or plain format); TRL turns
         # `assistant_masks` into labels for any dataset, while its assistant_only_loss flag only accepts
         # conversational (untokenized) data
         assistant_only_loss=False,
@@ -652,7 +653,21 @@ def merge(base: str, adapter: str, merged: str, tokenizer) -> None:
         tokenizer.save_pretrained(tmp)
 
 
-def run_cli(args) -> None:
-    params = config.parse(SftParams, args.params, PHASE)
+CONTRACT = Phase(
+    name="sft",
+    module=__name__,
+    help="LoRA supervised fine-tuning with TRL, resumable from checkpoints",
+    config=SftParams,
+    args=(("--base", {"required": True, **PATH}), ("--train", {"required": True, **PATH}),
+          ("--test", {"required": True, **PATH}), ("--adapter", {"required": True, **PATH}),
+          ("--merged", {"required": True, **PATH}), ("--card", {"required": True, **PATH}),
+          ("--checkpoints", {"required": True, **PATH}), ("--metrics", {"required": True, **PATH}),
+          ("--loss", {"required": True, **PATH}), ("--plot", {"required": True, **PATH}),
+          ("--threads", {"type": int, "default": 1})),
+)
+
+
+def run_cli(args, job) -> None:
+    params = job.config
     run(params, args.base, args.train, args.test, args.adapter, args.merged, args.card, args.checkpoints,
         args.metrics, args.loss, args.plot, threads=args.threads)

@@ -16,7 +16,9 @@ from typing import Literal
 import polars as pl
 
 from atlas_forge import records
-from atlas_forge.translate.backends import OpenAIConfig, Seq2SeqConfig
+from atlas_forge.chat_client import OpenAIConfig, ReplayConfig
+from atlas_forge.phase import PATH, Phase
+from atlas_forge.translate.backends import Seq2SeqConfig
 from atlas_forge.translate.cache import TranslationCache, cache_key
 
 log = logging.getLogger(__name__)
@@ -39,14 +41,6 @@ class PostfilterConfig:
     keyword_replacements: dict[str, str] = field(default_factory=dict)
     # lid.176 has no Darija label; "ar" is where Darija in Arabic script lands
     lid_labels: list[str] = field(default_factory=lambda: ["ar"])
-
-
-@dataclass(frozen=True)
-class ReplayConfig:
-    """Whose cached translations the offline `cache` backend replays (seed caches always count)."""
-
-    backend: str = "openai"
-    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,7 +73,7 @@ def make_backend(cfg: TranslateConfig, threads: int = 1):
 
 def prefilter_reason(row: dict, cfg: PrefilterConfig) -> str | None:
     """Why a sample is dropped before translation (paper App. B), or None to keep it."""
-    from atlas_forge.filters.langid import top1
+    from atlas_forge.language import top1
 
     meta = records.load_meta(row["meta"])
     subset = meta.get("subset")
@@ -101,7 +95,7 @@ def prefilter_reason(row: dict, cfg: PrefilterConfig) -> str | None:
 
 
 def postfilter_reason(texts: list[str], cfg: PostfilterConfig) -> str | None:
-    from atlas_forge.filters.langid import top1
+    from atlas_forge.language import top1
 
     label, prob = top1(" ".join(texts))
     if label not in cfg.lid_labels or prob < cfg.lid_min_arabic:
@@ -214,13 +208,23 @@ def translate_table(
     return kept, rejected, stats
 
 
-def run_cli(args) -> None:
+CONTRACT = Phase(
+    name="translate",
+    module=__name__,
+    help="translate English chat data into Darija (pre-filters, backend, cache, post-filters)",
+    config=TranslateConfig,
+    args=(("--input", {"required": True, **PATH}), ("--out", {"required": True, **PATH}),
+          ("--rejects", {"required": True, **PATH}),
+          ("--threads", {"type": int, "default": 1, "help": "torch threads of the seq2seq backend"})),
+)
+
+
+def run_cli(args, job) -> None:
     import json
 
     from atlas_forge import io
-    from atlas_forge.config import parse
 
-    cfg = parse(TranslateConfig, args.params, "translate")
+    cfg = job.config
     df = io.read_table(args.input, PHASE)
     cache = TranslationCache(cfg.cache_dir, cfg.seed_caches)
     kept, rejected, stats = translate_table(df, cfg, make_backend(cfg, threads=args.threads), cache)

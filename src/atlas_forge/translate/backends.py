@@ -2,8 +2,8 @@
 (group index, translations or None, error) as groups finish, so the caller can cache work as it lands.
 
 - cache:   offline; translates nothing (the caller already looked everything up).
-- openai:  any OpenAI-compatible /v1/chat/completions endpoint (openai_client.ChatClient), with the
-           paper's prompt (App. B).
+- openai:  any OpenAI-compatible /v1/chat/completions endpoint (chat_client.ChatClient and its
+           fan_out), with the paper's prompt (App. B).
 - seq2seq: a local Hugging Face seq2seq model (e.g. NLLB-200), greedy, batched.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 
-from atlas_forge.openai_client import ChatClient, MalformedResponse, RetryableError  # noqa: F401
-from atlas_forge.openai_client import retry_after as _retry_after  # noqa: F401
+from atlas_forge.chat_client import MalformedResponse, OpenAIConfig, fan_out, make_client
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +28,6 @@ PROMPT = (
     "with only a JSON list of strings of the same length and in the same order, one translation per "
     "text, and nothing else.\n\n[[Original]]\n{original}\n\n[[Translation]]\n"
 )
-
-
-@dataclass(frozen=True)
-class OpenAIConfig:
-    base_url: str = "http://localhost:8000/v1"
-    model: str = ""
-    concurrency: int = 25
-    timeout_s: float = 120.0
-    max_retries: int = 5
-    api_key_env: str = "OPENAI_API_KEY"
-    backoff_s: float = 1.0  # first retry waits about this long, doubling each time (with jitter)
-    max_backoff_s: float = 60.0
-    temperature: float = 0.0
-
-    def validate(self, section: str) -> None:
-        from atlas_forge.config import ConfigError
-
-        if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:
-            raise ConfigError(f"{section}: need concurrency >= 1, max_retries >= 0, timeout_s > 0")
 
 
 @dataclass(frozen=True)
@@ -105,40 +86,24 @@ class OpenAIBackend:
             raise ValueError("translate.openai.model: empty; name the model the endpoint serves")
         self.cfg = cfg
         self.key_backend, self.key_model, self.model = "openai", cfg.model, cfg.model
-        self.client = ChatClient(
-            cfg.base_url, cfg.model, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
-            backoff_s=cfg.backoff_s, max_backoff_s=cfg.max_backoff_s, api_key_env=cfg.api_key_env,
-            temperature=cfg.temperature, name="openai",
-        )
+        self.client = make_client(cfg, "openai")
         self.url = self.client.url
         log.info("openai backend: %s model %s, concurrency %d, API key from $%s: %s", self.url, cfg.model,
                  cfg.concurrency, cfg.api_key_env, "set" if self.client.has_key else "not set")
 
-    def translate_one(self, texts: list[str]) -> list[str]:
-        prompt = PROMPT.format(original=json.dumps(texts, ensure_ascii=False, indent=0))
-        try:
-            content = self.client.complete([{"role": "user", "content": prompt}])
-        except MalformedResponse as e:
-            raise MalformedAnswer(str(e)) from None
-        return parse_answer(content, len(texts))
-
     def translate(self, groups: list[list[str]]) -> Iterator[Result]:
-        from concurrent.futures import ThreadPoolExecutor, as_completed
-
-        with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
-            futures = {pool.submit(self.translate_one, g): i for i, g in enumerate(groups)}
-            try:
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    try:
-                        yield i, fut.result(), None
-                    except MalformedAnswer as e:
-                        yield i, None, f"malformed: {e}"
-                    except RuntimeError as e:  # ChatError: non-retryable status or retries exhausted
-                        yield i, None, f"untranslated: openai failed ({e})"
-            finally:
-                for fut in futures:
-                    fut.cancel()
+        prompts = [PROMPT.format(original=json.dumps(g, ensure_ascii=False, indent=0)) for g in groups]
+        results = fan_out(self.client, prompts, self.cfg.concurrency,
+                          parse=lambda i, content: parse_answer(content, len(groups[i])),
+                          catch=(MalformedAnswer, MalformedResponse, RuntimeError))
+        with closing(results):
+            for i, outs, e in results:
+                if e is None:
+                    yield i, outs, None
+                elif isinstance(e, (MalformedAnswer, MalformedResponse)):
+                    yield i, None, f"malformed: {e}"
+                else:  # ChatError (a RuntimeError): non-retryable status or retries exhausted
+                    yield i, None, f"untranslated: openai failed ({e})"
 
 
 class Seq2SeqBackend:

@@ -7,18 +7,18 @@ translation. Seed caches ({"source", "target"} lines, bundled) answer for any ba
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
+
+from atlas_forge.store import append_locked, read_lines, sha256_key
 
 log = logging.getLogger(__name__)
 FILENAME = "translations.jsonl"
 
 
 def cache_key(backend: str, model: str, prompt_version: str, text: str) -> str:
-    return hashlib.sha256("\x1f".join((backend, model, prompt_version, text)).encode()).hexdigest()
+    return sha256_key(backend, model, prompt_version, text)
 
 
 class TranslationCache:
@@ -27,10 +27,10 @@ class TranslationCache:
         self.entries: dict[str, str] = {}
         self.seed: dict[str, str] = {}
         for seed in seed_caches:
-            for row in _read_lines(Path(seed), tolerate_tail=False):
+            for row in read_lines(Path(seed), tolerate_tail=False):
                 self.seed.setdefault(row["source"], row["target"])
         if self.path and self.path.exists():
-            for row in _read_lines(self.path, tolerate_tail=True):
+            for row in read_lines(self.path, tolerate_tail=True):
                 self.entries[row["key"]] = row["target"]
         log.info("cache: %d entries in %s, %d seed translations", len(self.entries), self.path,
                  len(self.seed))
@@ -47,54 +47,3 @@ class TranslationCache:
         if self.path is None:
             return
         append_locked(self.path, items)
-
-
-def _drop_partial_tail(fh) -> None:
-    """Cut a last line a crash left without its newline, so the next line starts clean."""
-    size = fh.seek(0, os.SEEK_END)
-    if size == 0:
-        return
-    fh.seek(size - 1)
-    if fh.read(1) == b"\n":
-        return
-    back = min(size, 1 << 20)
-    fh.seek(size - back)
-    tail = fh.read(back)
-    cut = tail.rfind(b"\n")
-    fh.truncate(size - back + cut + 1 if cut >= 0 else size - back)
-    fh.seek(0, os.SEEK_END)
-
-
-def _read_lines(path: Path, tolerate_tail: bool) -> list[dict]:
-    lines = path.read_text(encoding="utf-8").split("\n")
-    out = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            # only the unterminated last line can be a crash's leftover; anything else is damage
-            if tolerate_tail and lineno == len(lines):
-                log.warning("%s: ignoring truncated last line", path)
-                continue
-            raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-    return out
-
-
-def append_locked(path, items: list[dict]) -> None:
-    """Append JSON lines durably under an exclusive lock: parallel jobs (one per source) share a cache
-    file, and a line cut off by a crash is dropped before writing after it."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps(it, ensure_ascii=False, sort_keys=True) + "\n" for it in items).encode()
-    with open(path, "ab+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            _drop_partial_tail(fh)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)

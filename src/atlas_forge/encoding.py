@@ -1,4 +1,6 @@
-"""A training row as the tokens SFT trains on: input ids and the mask of supervised (assistant) tokens.
+"""Encoding, shared by mixture, sft and evaluate ("train what is scored" in one home): a training row
+as the tokens SFT trains on (input ids and the mask of supervised tokens), and a context/continuation
+pair as lm-eval's harness encodes it for scoring.
 
 `encode_row` renders a row the way TRL's SFTTrainer does with `assistant_only_loss=True`
 (trl.data_utils._tokenize: `apply_chat_template(messages, tokenize=True, return_dict=True,
@@ -47,8 +49,6 @@ def encode_plain(tokenizer, messages: Sequence[Mapping[str, str]]) -> tuple[list
     """A [user, assistant] pair as lm-eval scores it: (context + continuation ids, continuation mask)."""
     if len(messages) != 2 or messages[0]["role"] != "user" or messages[1]["role"] != "assistant":
         raise ValueError("a plain-format row is exactly one user turn and one assistant turn")
-    from atlas_forge.evaluate.loglik import encode_pair
-
     ctx, cont = encode_pair(tokenizer, messages[0]["content"], " " + messages[1]["content"], add_bos=True)
     return ctx + cont, [0] * len(ctx) + [1] * len(cont)
 
@@ -58,3 +58,36 @@ def plain_tokenizer(path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path, add_bos_token=True)
+
+
+# --- scoring: lm-eval's HFLM.tok_encode / TemplateLM._encode_pair -------------------------------
+
+
+def split_whitespace(context: str, continuation: str) -> tuple[str, str]:
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        return context[:-n_spaces], context[-n_spaces:] + continuation
+    return context, continuation
+
+
+def tok_encode(tokenizer, text: str, add_bos: bool) -> list[int]:
+    """lm-eval's HFLM.tok_encode: special tokens unless the text already starts with BOS."""
+    bos = tokenizer.bos_token
+    return tokenizer.encode(text, add_special_tokens=add_bos and not (bos and text.startswith(bos)))
+
+
+def encode_pair(
+    tokenizer, context: str, continuation: str, add_bos: bool = True
+) -> tuple[list[int], list[int]]:
+    """lm-eval's TemplateLM._encode_pair: (context ids, continuation ids)."""
+    if not context:
+        raise ValueError("empty context is not supported")
+    context, continuation = split_whitespace(context, continuation)
+    whole = tok_encode(tokenizer, context + continuation, add_bos)
+    ctx = tok_encode(tokenizer, context, add_bos)
+    cont = whole[len(ctx) :]
+    if not cont:
+        raise ValueError(
+            f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}"
+        )
+    return ctx, cont

@@ -1,0 +1,142 @@
+"""The LM interface the tasks call: generation over a Hugging Face causal LM, as lm-eval's HF backend
+does it (`generate_until`); log-likelihoods are loglik.LoglikScorer (`loglikelihood`). The families
+(families.py) and the judge (judge.py) both call these, never the model directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from atlas_forge.encoding import tok_encode
+from atlas_forge.evaluate import resume
+
+
+def resolve_device(device: str = "auto", dtype: str = "auto"):
+    """(torch device, torch dtype): the GPU when present, bf16 there (as the paper's runs), fp32 on CPU."""
+    import torch
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    if dtype == "auto":
+        dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    else:
+        dt = getattr(torch, dtype)
+    return dev, dt
+
+
+def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto", add_bos: bool = True):
+    """Model and tokenizer loaded as lm-eval's HF backend loads them: the tokenizer gets
+    `add_bos_token` (lm-eval passes it to AutoTokenizer.from_pretrained), so whether BOS is added follows
+    the tokenizer's own rule for the model (e.g. Gemma's post-processor), not a guess of ours."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev, dt = resolve_device(device, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, add_bos_token=add_bos)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt, attn_implementation="eager")
+    return model.to(dev).eval(), tokenizer
+
+
+def encode_chat(tokenizer, instruction: str) -> list[int]:
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
+    )
+    return encode_prompt(tokenizer, text)
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """lm-eval's rule: no special tokens when the text already starts with BOS, else the tokenizer's
+    own (loaded with add_bos_token as the harness loads it)."""
+    return tok_encode(tokenizer, text, add_bos=True)
+
+
+def stop_token_ids(tokenizer, model) -> list[int]:
+    ids = []
+    for tok in ("<end_of_turn>", tokenizer.eos_token):
+        if tok is not None:
+            tid = tokenizer.convert_tokens_to_ids(tok)
+            if tid is not None and tid != tokenizer.unk_token_id and tid not in ids:
+                ids.append(tid)
+    cfg_eos = getattr(model.generation_config, "eos_token_id", None)
+    for tid in cfg_eos if isinstance(cfg_eos, list) else [cfg_eos]:
+        if tid is not None and tid not in ids:
+            ids.append(tid)
+    return ids
+
+
+def model_max_length(model, tokenizer) -> int:
+    """lm-eval's resolve_max_length: the config's positions, then the tokenizer's, then 2048."""
+    for cfg in (getattr(model.config, "text_config", None), model.config):
+        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+            v = getattr(cfg, attr, None) if cfg is not None else None
+            if v:
+                return int(v)
+    m = getattr(tokenizer, "model_max_length", None)
+    return int(m) if m and m < 10**9 else 2048
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    desc: str = "generate",
+    until: tuple[str, ...] = (),
+) -> list[str]:
+    """Greedy decoding, longest prompts first, left padded with a correct attention mask.
+
+    As the harness: the context keeps its last (model length - max_new_tokens) tokens, generation
+    stops at the model's end tokens, the text is cut at the first stop string, then stripped.
+    """
+    import torch
+    from tqdm import tqdm
+
+    stops = stop_token_ids(tokenizer, model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    keep = max(1, model_max_length(model, tokenizer) - max_new_tokens)
+    prompts = [p[-keep:] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    outputs: list[str] = [""] * len(prompts)
+    device = next(model.parameters()).device
+    bar = tqdm(total=len(prompts), desc=desc, unit="item", mininterval=1.0)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for k, i in enumerate(idx):
+            p = prompts[i]
+            ids[k, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[k, width - len(p) :] = 1
+
+        def one_batch(idx=idx, ids=ids, mask=mask, width=width):
+            with torch.no_grad():
+                out = model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=stops,
+                    pad_token_id=pad,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                )
+            texts = []
+            for k in range(len(idx)):
+                new = out[k, width:].tolist()
+                cut = next((j for j, t in enumerate(new) if t in stops), len(new))
+                text = tokenizer.decode(new[:cut], skip_special_tokens=True)
+                for term in until:
+                    text = text.split(term)[0]
+                texts.append(text.strip())
+            return texts
+
+        # an interrupted evaluation's finished batches are reused as they are (evaluate/resume.py)
+        batch = {"prompts": [prompts[i] for i in idx], "max_new_tokens": max_new_tokens, "stops": stops,
+                 "pad": pad, "until": list(until)}
+        for i, text in zip(idx, resume.cached("generate", model, batch, one_batch), strict=True):
+            outputs[i] = text
+        bar.update(len(idx))
+    bar.close()
+    return outputs
