@@ -50,7 +50,9 @@ def test_every_phase_runs_through_the_cli():
     # the chat client and the cache floor are shared modules now, not translate's
     assert not [p for p in generate if p.startswith("src/atlas_forge/translate/")]
     translate = imports.phase_code("atlas_forge.translate")
-    assert {"src/atlas_forge/translate/backends.py", "src/atlas_forge/filters/langid.py"} <= set(translate)
+    assert {"src/atlas_forge/translate/backends.py", "src/atlas_forge/language.py"} <= set(translate)
+    # language ID is a floor now: the filter package is not translate's code
+    assert not [p for p in translate if p.startswith("src/atlas_forge/filters/")]
     assert "src/atlas_forge/textnorm.py" in imports.phase_code("atlas_forge.translate")
 
 

@@ -353,7 +353,7 @@ def _cli(tmp_path, params: dict, table: Path, out: str) -> list[str]:
         "atlas_forge",
         "generate",
         "--params",
-        json.dumps(params),
+        json.dumps({"generate": params}),
         "--input",
         str(table),
         "--out",

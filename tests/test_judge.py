@@ -12,7 +12,7 @@ import pytest
 
 from atlas_forge import cli, io, records
 from atlas_forge.chat_client import ChatClient, ChatError
-from atlas_forge.evaluate import evaluate, run_cli
+from atlas_forge.evaluate import CONTRACT, evaluate, run_cli
 from atlas_forge.evaluate.judge import parse_verdict, score_pairs
 from tests.fake_openai import FakeChatServer
 from tests.test_evaluate import WORDS, make_tiny_model
@@ -154,11 +154,11 @@ def test_local_judge_end_to_end(tmp_path, tiny):
             "judge": {"backend": "local", "model": str(judge_dir)}}
     # through the CLI's own parser, so the test follows its flags and their defaults
     args = cli.build_parser().parse_args([
-        "evaluate", "--task", json.dumps(task), "--model", str(model_dir), "--model-name", "base",
-        "--data", data, "--batch-size", "4", "--threads", "1",
+        "evaluate", "--params", json.dumps({"evaluate": {"task": task, "batch_size": 4}}),
+        "--model", str(model_dir), "--model-name", "base", "--data", data, "--threads", "1",
         "--out", str(tmp_path / "r.json"), "--samples", str(tmp_path / "r.samples.jsonl"),
     ])
-    run_cli(args)
+    run_cli(args, CONTRACT.parse(args.params))
     result = json.loads((tmp_path / "r.json").read_text())
     samples = io.read_jsonl(tmp_path / "r.samples.jsonl")
     s = result["scores"]

@@ -71,7 +71,8 @@ def test_api_key_never_written_by_translate_generate_or_judge(tmp_path):
                   "openai": {"base_url": server.url, "model": "test-model", "concurrency": 2,
                              "backoff_s": 0.01}}
         recorded_params["translate"] = params
-        _phase(["translate", "--params", json.dumps(params), "--input", str(work / "chat.parquet"),
+        _phase(["translate", "--params", json.dumps({"translate": params}),
+                "--input", str(work / "chat.parquet"),
                 "--out", str(work / "translated.parquet"), "--rejects", str(work / "translated.rej.parquet")],
                env, work / "translate.log")
         assert server.auth and all(a == f"Bearer {key}" for a in server.auth)  # the key was used
@@ -87,7 +88,8 @@ def test_api_key_never_written_by_translate_generate_or_judge(tmp_path):
                   "openai": {"base_url": server.url, "model": "stand-in", "concurrency": 2, "max_retries": 1,
                              "backoff_s": 0.01}}
         recorded_params["generate"] = params
-        _phase(["generate", "--params", json.dumps(params), "--input", str(work / "docs.parquet"),
+        _phase(["generate", "--params", json.dumps({"generate": params}),
+                "--input", str(work / "docs.parquet"),
                 "--out", str(work / "gen.parquet"), "--rejects", str(work / "gen.rej.parquet"),
                 "--stats", str(work / "gen.json")], env, work / "generate.log")
         assert server.auth and all(a == f"Bearer {key}" for a in server.auth)
@@ -105,8 +107,9 @@ def test_api_key_never_written_by_translate_generate_or_judge(tmp_path):
                           "concurrency": 2, "max_retries": 0, "timeout_s": 10}}
         recorded_params["evaluate"] = task
         records.from_rows(chat_rows(3)).write_parquet(work / "alpaca.parquet")
-        _phase(["evaluate", "--task", json.dumps(task), "--model", str(tmp_path / "model"), "--model-name",
-                "base", "--data", str(work / "alpaca.parquet"), "--batch-size", "4", "--threads", "1",
+        _phase(["evaluate", "--params", json.dumps({"evaluate": {"task": task, "batch_size": 4}}),
+                "--model", str(tmp_path / "model"), "--model-name",
+                "base", "--data", str(work / "alpaca.parquet"), "--threads", "1",
                 "--out", str(work / "judge.json"), "--samples", str(work / "judge.samples.jsonl")],
                env, work / "evaluate.log")
         assert len(server.prompts) == 6 and all(a == f"Bearer {key}" for a in server.auth)
@@ -183,7 +186,9 @@ def test_trust_remote_code_is_off():
         text = p.read_text()
         values = re.findall(r"trust_remote_code\s*=\s*([^,)\s]+)", text)
         assert all(v == "False" for v in values), (p, values)  # never True, never a variable
+    # the weights (base_model) and the tokenizer (its own phase) are each fetched with remote code off
     fetch = _function_source(SRC / "modeling" / "base_model.py", "fetch_pretrained")
+    fetch += _function_source(SRC / "modeling" / "tokenizer.py", "fetch_tokenizer")
     calls = re.findall(r"\.from_pretrained\((.*?)\)", fetch, flags=re.S)
     assert len(calls) == 2 and all("trust_remote_code=False" in c for c in calls), calls
     # nothing in the params can turn it on: no such key in params.yaml or the configs
@@ -194,7 +199,7 @@ def test_trust_remote_code_is_off():
 # ---- --help prints no default that disagrees with params.yaml ------------------------------------
 
 # flags whose value is a params.yaml key (the rule passes that key's value)
-FLAG_KEYS = {("evaluate", "--batch-size"): ("evaluate", "batch_size")}
+FLAG_KEYS: dict = {}  # every value comes through --params (one route)
 
 
 def _help(phase: str) -> str:

@@ -270,7 +270,7 @@ def test_crash_midway_then_resume(tmp_path, server, repo_root):
     io.write_table(df, tmp_path / "in.parquet", "test")
     params = {"backend": "openai", "cache_dir": str(tmp_path / "cache"), "prompt_version": "v1",
               "openai": {"base_url": server.url, "model": "test-model", "concurrency": 1, "backoff_s": 0.01}}
-    argv = [sys.executable, "-m", "atlas_forge", "translate", "--params", json.dumps(params),
+    argv = [sys.executable, "-m", "atlas_forge", "translate", "--params", json.dumps({"translate": params}),
             "--input", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "out.parquet"),
             "--rejects", str(tmp_path / "rej.parquet")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -299,7 +299,7 @@ def test_crash_midway_then_resume(tmp_path, server, repo_root):
     # the same outputs, byte for byte, as an uninterrupted run (its own cache, the same answers)
     whole = tmp_path / "whole"
     argv = [sys.executable, "-m", "atlas_forge", "translate",
-            "--params", json.dumps({**params, "cache_dir": str(whole / "cache")}),
+            "--params", json.dumps({"translate": {**params, "cache_dir": str(whole / "cache")}}),
             "--input", str(tmp_path / "in.parquet"), "--out", str(whole / "out.parquet"),
             "--rejects", str(whole / "rej.parquet")]
     done = subprocess.run(argv, cwd=repo_root, env=env, capture_output=True, text=True, timeout=120)
