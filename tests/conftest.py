@@ -149,13 +149,10 @@ def data(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def tiny_base(data, tmp_path_factory) -> Path:
     """The tiny base model of the modeling, resume and distributed tests, trained once per session."""
-    from atlas_forge import config
-    from atlas_forge.modeling import base_model
-
-    from .test_modeling import TINY_BASE
+    from .test_modeling import TINY_BASE, build_base
 
     out = tmp_path_factory.mktemp("models") / "base"
-    base_model.run(config.parse(base_model.BaseModelParams, TINY_BASE, "base_model"), [data["text"]], out)
+    build_base(TINY_BASE, [data["text"]], out)
     return out
 
 

@@ -30,6 +30,18 @@ TINY_BASE = {
               "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 256},
     "pretrain": {"steps": 20, "batch_size": 8, "max_length": 64, "learning_rate": 0.003},
 }
+def build_base(spec: dict, text_paths: list[str], out: Path) -> dict:
+    """The two phases behind models/base, as the pipeline runs them: the tokenizer, then the model on it."""
+    from atlas_forge import config, phases
+    from atlas_forge.modeling import base_model, tokenizer
+
+    tok_dir = out.parent / f"{out.name}-tokenizer"
+    contract = phases.contract("tokenizer")
+    tokenizer.build(contract.parse(contract.params({"base_model": spec})).config, text_paths, tok_dir)
+    params = config.parse(base_model.BaseModelParams, spec, "base_model")
+    return base_model.run(params, text_paths, tok_dir, out)
+
+
 SFT = {
     "seed": 3, "epochs": 1, "max_steps": 24, "learning_rate": 0.01, "warmup_ratio": 0.0,
     "per_device_batch_size": 4, "per_device_eval_batch_size": 16, "gradient_accumulation_steps": 1,
@@ -139,28 +151,22 @@ def test_tiny_base_model_reloads(tiny_base):
 
 
 def test_tiny_base_model_is_deterministic(tiny_base, data, tmp_path):
-    from atlas_forge import config
-    from atlas_forge.modeling import base_model
 
     again = tmp_path / "base"
-    base_model.run(config.parse(base_model.BaseModelParams, TINY_BASE, "base_model"), [data["text"]], again)
+    build_base(TINY_BASE, [data["text"]], again)
     for name in ("model.safetensors", "tokenizer.json"):
         assert (again / name).read_bytes() == (tiny_base / name).read_bytes(), name
     # a different seed gives different weights
     other = tmp_path / "other"
-    base_model.run(config.parse(base_model.BaseModelParams, {**TINY_BASE, "seed": 8}, "base_model"),
-                   [data["text"]], other)
+    build_base({**TINY_BASE, "seed": 8}, [data["text"]], other)
     assert (other / "model.safetensors").read_bytes() != (tiny_base / "model.safetensors").read_bytes()
 
 
 def test_pretrained_kind_from_local_path(tiny_base, tmp_path):
-    from atlas_forge import config
-    from atlas_forge.modeling import base_model
 
     spec = {"kind": "pretrained", "name_or_path": str(tiny_base), "revision": ""}
-    params = config.parse(base_model.BaseModelParams, spec, "base_model")
     out = tmp_path / "fetched"
-    info = base_model.run(params, [], out)
+    info = build_base(spec, [], out)
     assert info["kind"] == "pretrained" and info["name_or_path"] == str(tiny_base)
     from safetensors.torch import load_file
 
@@ -213,8 +219,7 @@ def test_parallel_repeat_weights_bilingual_documents_in_pretraining(data, tmp_pa
     def blocks(repeat):
         spec = {**TINY_BASE, "pretrain": {**TINY_BASE["pretrain"], "steps": 2, "parallel_texts": True,
                                           "parallel_repeat": repeat}}
-        params = config.parse(base_model.BaseModelParams, spec, "base_model")
-        info = base_model.run(params, [data["text"], path], tmp_path / f"base{repeat}")
+        info = build_base(spec, [data["text"], path], tmp_path / f"base{repeat}")
         return info["pretrain"]["blocks"]
 
     one, three = blocks(1), blocks(3)
@@ -235,8 +240,7 @@ def test_parallel_repeat_weights_bilingual_documents_in_pretraining(data, tmp_pa
     # the bilingual phase: its steps on the bilingual documents alone, after the mixed ones
     spec = {**TINY_BASE, "pretrain": {**TINY_BASE["pretrain"], "steps": 2, "parallel_texts": True,
                                       "parallel_steps": 3}}
-    info = base_model.run(config.parse(base_model.BaseModelParams, spec, "base_model"), [data["text"], path],
-                          tmp_path / "phase")
+    info = build_base(spec, [data["text"], path], tmp_path / "phase")
     phase = info["pretrain"]["bilingual_phase"]
     assert info["pretrain"]["steps"] == 2 and info["pretrain"]["blocks"] == one
     assert phase["steps"] == 3 and phase["blocks"] == size(base_model.parallel_documents([path])) // width

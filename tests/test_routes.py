@@ -51,12 +51,13 @@ def test_pretrained_base_depends_on_no_data(overlay):
     """With a Hub base model, a change to training data plans no base_model job and no evaluation of
     the base model (hours on a GPU: re-fetching Gemma, rescoring every benchmark)."""
     jobs = planned_jobs(ROOT, "--configfile", f"configs/{overlay}.yaml")
-    base = [j for j in jobs if j["rule"] == "base_model"]
-    assert base and not [i for i in base[0]["input"] if not i.startswith("src/")], base
+    for rule, own in (("tokenizer", []), ("base_model", ["models/tokenizer"])):
+        job = [j for j in jobs if j["rule"] == rule]
+        assert job and not [i for i in job[0]["input"] if not i.startswith("src/") and i not in own], job
     hit = downstream_of(jobs, "data/raw/sample/chat_en.jsonl")
     assert any(j["rule"] == "sft" for j in hit)  # the change does reach training
-    base_work = [j for j in hit
-                 if j["rule"] == "base_model" or any(o.startswith("results/base/") for o in j["output"])]
+    base_work = [j for j in hit if j["rule"] in ("tokenizer", "base_model")
+                 or any(o.startswith("results/base/") for o in j["output"])]
     assert not base_work, base_work
 
 
