@@ -4,13 +4,13 @@ inputs, dvc.yaml's deps and evaluate's resume fingerprint all come from it."""
 
 from __future__ import annotations
 
-import os
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+import yaml
 
 from atlas_forge import imports
 
@@ -94,35 +94,48 @@ def downstream(root: Path) -> dict[str, set[str]]:
     return out
 
 
-@pytest.mark.slow
-def test_editing_any_module_replans_exactly_its_importers(default_build, tmp_path):
-    """Every module under src/atlas_forge, edited in turn in a copy of the built default: `snakemake -n`
-    plans the rules whose code closure holds the module and their dependants, and no other rule. A
-    real edit: Snakemake compares the checksums of inputs whose time changed, so a bare touch would
-    rerun nothing."""
-    root = copy_build(default_build, tmp_path / "repo")
-    rule_code = {}
+def rule_closures(root: Path) -> dict[str, tuple[str, set[str]]]:
+    """Rule -> (its rule file's stem, which is its DVC stage; the code closure its code() names)."""
+    found = {}
     for rule_file in sorted((root / "rules").glob("*.smk")):
         for rule, module in re.findall(r'^rule (\w+):.*?code=code\("([\w.]+)"\)', rule_file.read_text(),
                                        re.M | re.S):
-            rule_code[rule] = set(imports.phase_code(module))
-    assert len(rule_code) == 12, sorted(rule_code)
+            found[rule] = (rule_file.stem, set(imports.phase_code(module)))
+    return found
+
+
+def test_editing_any_module_replans_exactly_its_importers(default_build, tmp_path):
+    """Every module under src/atlas_forge, edited in turn in a copy of the built default: Snakemake
+    plans the rules whose code closure holds the module and their dependants, and no other rule; and
+    the DVC stages whose deps hold it are those rules' stages."""
+    root = copy_build(default_build, tmp_path / "repo")
+    closures = rule_closures(root)
     after = downstream(root)
-    modules = sorted((root / "src" / "atlas_forge").rglob("*.py"))
-    assert len(modules) > 40
+    assert set(closures) == set(after) - {"all"}, "every rule names its code closure"
+    stage_deps = {name: set(stage.get("deps", [])) for name, stage in
+                  yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"].items()}
+    modules = sorted(p.relative_to(root).as_posix() for p in (root / "src" / "atlas_forge").rglob("*.py"))
+    assert len(modules) > 60
+    run = sh([sys.executable, str(Path(__file__).with_name("replan_each_module.py")), str(root), *modules],
+             root, timeout=1200)
+    plans = json.loads(run.stdout.split("@@PLANS@@", 1)[1])
+    assert plans.pop("") == [], "the copied build is not up to date before any edit"
     wrong = []
-    for path in modules:
-        rel = path.relative_to(root).as_posix()
-        original = path.read_text()
-        path.write_text(original + "\n# an edit\n")
-        try:
-            out = sh([*SNAKEMAKE, "-n", "--cores", "1"], root).stdout
-        finally:
-            path.write_text(original)
-            os.utime(path, (0, 0))  # older than every output again, as before the edit
-        importers = {rule for rule, code in rule_code.items() if rel in code}
+    for rel in modules:
+        importers = {rule for rule, (_, code) in closures.items() if rel in code}
         expected = importers | {d for rule in importers for d in after[rule]}
-        planned = planned_rules(out)
-        if planned != expected:
-            wrong.append(f"{rel}: planned {sorted(planned)}, importers and dependants {sorted(expected)}")
+        if set(plans[rel]) != expected:
+            wrong.append(f"{rel}: planned {plans[rel]}, importers and dependants {sorted(expected)}")
+        stages = {stage for stage, deps in stage_deps.items() if rel in deps}
+        if stages != {closures[rule][0] for rule in importers}:
+            wrong.append(f"{rel}: dvc.yaml stages {sorted(stages)}, importers' "
+                         f"{sorted({closures[rule][0] for rule in importers})}")
     assert wrong == [], "\n".join(wrong)
+    # the in-process plans are the command line's: one edit through `snakemake -n` itself
+    rel = "src/atlas_forge/report.py"
+    path = root / rel
+    original = path.read_text()
+    path.write_text(original + "\n# an edit\n")
+    out = sh([*SNAKEMAKE, "-n", "--cores", "1"], root).stdout
+    path.write_text(original)
+    assert planned_rules(out) == set(plans[rel]) == {"report"}
