@@ -224,16 +224,8 @@ def main_metric(cfg: TaskConfig, scores: dict[str, Any]) -> str:
     return "rougeL" if "rougeL" in scores else "chrf"
 
 
-def run_task(
-    cfg: TaskConfig,
-    model,
-    tokenizer,
-    df: pl.DataFrame,
-    fewshot_df: pl.DataFrame | None,
-    batch_size: int,
-    model_dir=None,
-):
-    """(scores, samples, settings) for one task on one model."""
+def task_rows(cfg: TaskConfig, df: pl.DataFrame) -> tuple[list[dict], dict[str, Any]]:
+    """A task's bench rows in scoring order, and the settings every task's result records."""
     rows = sorted_rows(df.filter(pl.col("source").is_in(cfg.sources)), cfg.sources)
     if not rows:
         raise ValueError(f"task {cfg.name}: no bench rows in sources {cfg.sources}")
@@ -244,6 +236,20 @@ def run_task(
         "max_items": cfg.max_items,
         "harness_task": cfg.family,
     }
+    return rows, settings
+
+
+def run_task(
+    cfg: TaskConfig,
+    model,
+    tokenizer,
+    df: pl.DataFrame,
+    fewshot_df: pl.DataFrame | None,
+    batch_size: int,
+    model_dir=None,
+):
+    """(scores, samples, settings) for one task on one model."""
+    rows, settings = task_rows(cfg, df)
     if cfg.family == "judge":
         # a task of its own module (judge.py), registered in evaluate/tasks.py: not run from here
         raise ValueError(f"task {cfg.name}: judge tasks run through atlas_forge.evaluate.tasks.run")
