@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import copy_build
+from .conftest import ROOT, copy_build
 
 
 def _snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -63,6 +63,24 @@ def test_scores_for_every_task_and_model(built):
     report = (built / "results/report.md").read_text()
     assert all(t["name"] in report for t in params["evaluate"]["tasks"])
     assert (built / "plots/scores.png").stat().st_size > 1000
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def test_committed_scores_are_what_a_fresh_build_writes(built):
+    """results/scores.json is tracked (DVC metrics, cache: false: `dvc metrics diff` across commits), so a
+    fresh clone's `make pipeline` must leave it as committed. Floats within 1e-9 relative: a stale file
+    differs in the first digits, and the last bit is a BLAS's business, not the pipeline's."""
+    committed = json.loads((ROOT / "results/scores.json").read_text(encoding="utf-8"))
+    fresh = json.loads((built / "results/scores.json").read_text(encoding="utf-8"))
+    assert _close(committed, fresh), (
+        "results/scores.json is stale: run `make pipeline` and commit results/scores.json (docs/dvc.md)")
 
 
 def test_fine_tuning_lowers_held_out_loss(built):
