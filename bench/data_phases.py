@@ -36,7 +36,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT.parent / "shared" / "corpora"
-PHASES = ["ingest", "split", "instruct", "translate", "filter", "mixture"]
+PHASES = ["ingest", "split", "instruct", "translate", "tokenizer", "generate", "filter", "mixture"]
 OUT = ROOT / "bench" / "results" / "data_phases.json"
 
 
@@ -139,8 +139,14 @@ def run_phases(work: Path) -> dict:
         raise RuntimeError(f"data phases failed:\n{run.stderr[-3000:]}")
     peak_kb = int(run.stderr.strip().splitlines()[-1].split()[1])
     jobs = job_seconds(run.stderr)
+    import re
+
+    ran = sorted(set(re.findall(r"^(?:local)?rule (\w+):$", run.stderr, re.M)))
+    # the data never waits for the model (issue 19): the tokenizer is the data phases' only model input
+    if "base_model" in ran:
+        raise RuntimeError("the data phases ran a base_model job: the mixture depends on model weights")
     return {"wall_s": round(wall, 2), "peak_rss_mb": round(peak_kb / 1024, 1),
-            "job_s": {p: jobs.get(p, 0.0) for p in PHASES}}
+            "job_s": {p: jobs.get(p, 0.0) for p in PHASES}, "rules": ran}
 
 
 def rows_read(work: Path) -> int:
@@ -175,6 +181,7 @@ def bench_scale(factor: int) -> dict:
             "rows_per_s": round(n / total, 1),
             "peak_rss_mb": phases["peak_rss_mb"],
             "job_seconds_by_phase": phases["job_s"],
+            "rules_run": phases["rules"],
             "mixture_rows": {k: v["rows"] for k, v in card["splits"].items()},
         }
 

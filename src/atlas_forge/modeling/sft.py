@@ -577,6 +577,12 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         callbacks=[progress],
     )
     progress.trainer = trainer
+    # PEFT keeps target_modules as a set and writes it as list(set): an order that changes with the
+    # process's string hash seed, so two identical runs wrote different adapter_config.json bytes. A
+    # sorted list is written as it stands (and read back as the same set).
+    for lora_config in getattr(trainer.model, "peft_config", {}).values():
+        if isinstance(lora_config.target_modules, set):
+            lora_config.target_modules = sorted(lora_config.target_modules)
 
     eval_base = trainer.evaluate(metric_key_prefix="eval")["eval_loss"]
     log.info("held-out loss of the base model: %.4f", eval_base)
