@@ -223,3 +223,22 @@ def test_report_missing_candidate(tmp_path, capsys):
     rc, _ = _run(tmp_path, [p], {"baseline": "base", "candidate": "sft"})
     assert rc == 2
     assert "no results for model 'sft'" in capsys.readouterr().err
+
+
+def test_metric_registry_decides_labels_directions_scales_and_main(paper_path):
+    from atlas_forge import metric_registry as reg
+
+    # every metric of the paper's data file has its entry (a typo there would show as a raw name)
+    paper = report.load_paper(paper_path)
+    named = {m for c in paper["columns"] for m in c["metrics"]}
+    assert named <= set(reg.METRICS), named - set(reg.METRICS)
+    # per-direction and per-subset names are their base metric's; unknown ones are shown as stored
+    assert reg.metric("chrf/dr_en").label == "chrF" and reg.metric("acc/mac").scale == 100.0
+    assert reg.metric("n_items") == reg.Metric("n_items", "n_items")
+    # the report's cells follow the registry: TER going up is worse, accuracy is shown in percent
+    assert report._delta("ter", 10.0, 12.0) == "+2.00 ▼" and report._delta("chrf", 10.0, 12.0) == "+2.00 ▲"
+    assert report._display("acc/mac", 0.5) == "50.00" and report._display("bleu", 0.5) == "0.50"
+    assert reg.main_metric("darijahellaswag", "multiple_choice", {}) == "acc_norm"
+    assert reg.main_metric("darijammlu", "multiple_choice", {}) == "acc"
+    assert reg.main_metric("darija_summarization", "generate_until", {"rougeL": 1.0}) == "rougeL"
+    assert reg.main_metric("judge", "", {}) == "win_rate"

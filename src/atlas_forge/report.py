@@ -9,9 +9,9 @@ report.md has two tables:
   (`report.paper`, data/paper/atlas_chat_table2.yaml, each figure cited there).
 - Other tasks: tasks without a `column`, one row per task and metric (baseline, candidate, Δ).
 
-Units: accuracies and win rates are stored as fractions in [0, 1] and shown in percent, as the
-paper prints them; BLEU, chrF, TER, ROUGE and BERTScore are stored on 0-100 already. TER is the one
-lower-is-better metric. A null score (e.g. a judge win rate when no pair could be judged) is "–".
+Labels, directions and units come from the metric registry (atlas_forge.metric_registry): fractions
+are shown in percent, as the paper prints them. A null score (e.g. a judge win rate when no pair
+could be judged) is "–".
 """
 
 from __future__ import annotations
@@ -21,25 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_forge import io
+from atlas_forge.metric_registry import METRICS
+from atlas_forge.metric_registry import metric as metric_info
 from atlas_forge.phase import PATH, PATHS, Phase
 
 log = logging.getLogger(__name__)
-LOWER_IS_BETTER = ("ter",)
-FRACTION_METRICS = ("acc", "acc_norm", "win_rate")  # stored in [0, 1], shown x100
-# names as the paper prints them; the order within a column when the paper gives none
-METRIC_LABELS = {
-    "acc": "acc",
-    "acc_norm": "acc_norm",
-    "chrf": "chrF",
-    "bleu": "BLEU",
-    "ter": "TER",
-    "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2",
-    "rougeL": "ROUGE-L",
-    "rougeLsum": "ROUGE-Lsum",
-    "bertscore": "BERTScore",
-    "win_rate": "win rate",
-}
 MISSING = "–"
 
 
@@ -128,19 +114,15 @@ def load_paper(path) -> dict:
 
 
 # --- formatting -------------------------------------------------------------------------------
-def _scale(metric: str) -> float:
-    return 100.0 if metric.split("/")[0] in FRACTION_METRICS else 1.0
+def _display(name: str, value: float | None) -> str:
+    return MISSING if value is None else f"{value * metric_info(name).scale:.2f}"
 
 
-def _display(metric: str, value: float | None) -> str:
-    return MISSING if value is None else f"{value * _scale(metric):.2f}"
-
-
-def _delta(metric: str, a: float | None, b: float | None) -> str:
+def _delta(name: str, a: float | None, b: float | None) -> str:
     if a is None or b is None:
         return MISSING
-    d = (b - a) * _scale(metric)
-    better = d < 0 if metric.split("/")[0] in LOWER_IS_BETTER else d > 0
+    d = (b - a) * metric_info(name).scale
+    better = d > 0 if metric_info(name).higher_is_better else d < 0
     return f"{d:+.2f}" + (" ▲" if better and d else (" ▼" if d else ""))
 
 
@@ -150,7 +132,7 @@ def _shown(metric: str, main: str) -> bool:
 
 
 def _metric_order(metrics, paper_metrics) -> list[str]:
-    canon = list(METRIC_LABELS)
+    canon = list(METRICS)
     rest = sorted(
         set(metrics) - set(paper_metrics),
         key=lambda m: (m not in canon, canon.index(m) if m in canon else 0, m),
@@ -220,7 +202,7 @@ def layout(
             if many_shots:
                 parts.append(f"{s.shot}-shot")
             if many_metrics:
-                parts.append(METRIC_LABELS.get(s.metric, s.metric))
+                parts.append(metric_info(s.metric).label)
             s.label = " ".join(parts)
         out += subs
     return out
@@ -381,7 +363,7 @@ def plot(
         vals = []
         for t in names:
             v = scores.get(model, {}).get(t, {}).get(tasks[t].main)
-            vals.append(0.0 if v is None else v * _scale(tasks[t].main))  # no score: an empty bar
+            vals.append(0.0 if v is None else v * metric_info(tasks[t].main).scale)  # no score: an empty bar
         xs = [i + (k - 0.5) * width for i in range(len(names))]
         bars = ax.bar(xs, vals, width, label=model, color=color)
         ax.bar_label(bars, fmt="%.1f", fontsize=7)

@@ -24,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from atlas_forge import benchmarks, records
+from atlas_forge import benchmarks, metric_registry, records
 from atlas_forge.evaluate import metrics
 from atlas_forge.evaluate.bertscore import from_config
 from atlas_forge.evaluate.lm import (  # noqa: F401 (generation's API, used by tests)
@@ -216,12 +216,8 @@ def run_generation(cfg: TaskConfig, model, tokenizer, docs: list[Doc], batch_siz
 
 # --- the task ---------------------------------------------------------------------------------
 def main_metric(cfg: TaskConfig, scores: dict[str, Any]) -> str:
-    if cfg.family == "judge":
-        return "win_rate"
-    fam = cfg.spec
-    if fam.output == "multiple_choice":
-        return "acc_norm" if cfg.family == "darijahellaswag" else "acc"
-    return "rougeL" if "rougeL" in scores else "chrf"
+    output = "" if cfg.family == "judge" else cfg.spec.output
+    return metric_registry.main_metric(cfg.family, output, scores)
 
 
 def task_rows(cfg: TaskConfig, df: pl.DataFrame) -> tuple[list[dict], dict[str, Any]]:
