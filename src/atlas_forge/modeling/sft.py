@@ -7,8 +7,6 @@ measured on the base model before training and on the fine-tuned model after; bo
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import shutil
@@ -20,13 +18,20 @@ from typing import Any, Literal
 from atlas_forge import config, io
 from atlas_forge.modeling import atomic_dir, files_sha256, swap_dir
 from atlas_forge.modeling.chat_template import prepare_messages
+from atlas_forge.modeling.checkpoints import (
+    fingerprint,
+    prepare_checkpoints,
+    restore_loss_ledger,
+    resumable_trainer,
+    rewrap_after_eval,
+)
+from atlas_forge.modeling.distributed import accelerate_shards, load_base, share_rank0_weights
+from atlas_forge.modeling.loss_curve import loss_rows, plot_loss, write_loss_tsv
+from atlas_forge.modeling.model_card import model_card
 from atlas_forge.phase import PATH, Phase
 
 log = logging.getLogger(__name__)
 PHASE = "sft"
-RUN_FILE = "atlas_forge_run.json"  # fingerprint of the run that owns the checkpoints folder
-# key in a checkpoint's trainer_state.json (TrainerState.stateful_callbacks) for the training-loss sums
-LOSS_LEDGER = "atlas_forge_loss"
 
 
 @dataclass(frozen=True)
@@ -144,225 +149,6 @@ def eval_sample(ds, max_rows: int, seed: int):
     return ds.select(keep)
 
 
-def fingerprint(params: SftParams, base: str, train: str, test: str) -> dict[str, Any]:
-    base_info = Path(base) / "base_model.json"
-    weights = sorted(Path(base).glob("*.safetensors"))
-    return {
-        # threads (--threads) change speed, not results, and are not in params: another thread count resumes
-        "params": hashlib.sha256(json.dumps(dataclasses.asdict(params), sort_keys=True).encode()).hexdigest(),
-        "base": files_sha256(weights + ([base_info] if base_info.exists() else [])),
-        "data": files_sha256([train, test]),
-    }
-
-
-def last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest `checkpoint-N` whose trainer_state.json (written last by the Trainer) is readable.
-
-    A run killed while saving leaves a newer, partial checkpoint: it is removed so that it is neither
-    resumed from nor counted by checkpoint rotation.
-    """
-    found = []
-    for d in ckpt_dir.glob("checkpoint-*"):
-        suffix = d.name.removeprefix("checkpoint-")
-        if d.is_dir() and suffix.isdigit():
-            found.append((int(suffix), d))
-    for _, d in sorted(found, reverse=True):
-        try:
-            json.loads((d / "trainer_state.json").read_text())
-            return d
-        except (OSError, ValueError):
-            log.warning("removing incomplete checkpoint %s", d)
-            shutil.rmtree(d, ignore_errors=True)
-    return None
-
-
-def prepare_checkpoints(checkpoints: str, fp: dict[str, Any]) -> str | None:
-    """Return the latest checkpoint to resume from, or None. Checkpoints of another run are removed."""
-    ckpt_dir = Path(checkpoints)
-    run_file = ckpt_dir / RUN_FILE
-    if ckpt_dir.exists():
-        previous = json.loads(run_file.read_text()) if run_file.exists() else None
-        if previous != fp:
-            log.warning("checkpoints in %s belong to another run (params, base or data changed): "
-                        "removing them", ckpt_dir)
-            shutil.rmtree(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    io.write_json(fp, run_file)
-    last = last_complete_checkpoint(ckpt_dir)
-    return str(last) if last else None
-
-
-def resumable_trainer(trainer_cls, data_seed: int):
-    """`trainer_cls` (SFTTrainer) made exact on resume: a run killed at any step and resumed takes the
-    same batches, the same random draws and the same loss sums as an uninterrupted run.
-
-    - group_by_length: transformers' LengthGroupedSampler shuffles with the global torch RNG at the
-      moment an epoch starts iterating. After a resume that RNG is the restored checkpoint's (or not
-      yet restored), not what the uninterrupted run had at that epoch's start, so the epoch's batches
-      differ. Here the shuffle of epoch e is seeded by data_seed + e alone (as accelerate's seedable
-      random sampler does for train_sampling: random), and consumes no global RNG.
-    - several processes: transformers groups by length over per-device batch x accumulation, so the
-      index order (its mega-batches) changes with the process count. Here it is grouped over the
-      global batch (x world size); accelerate then deals consecutive per-device slices to the ranks,
-      so one optimizer step of N processes takes exactly the rows, in the order, of 1 process with an
-      N times larger per-device batch (tests/test_distributed.py).
-    - train loss: the Trainer keeps the running loss sum and the part not yet logged in memory only,
-      and on resume reports the mean of the resumed steps. Both are saved in each checkpoint's
-      trainer_state.json (written last, so a checkpoint that has it is complete) and restored when
-      training starts (restore_loss_ledger). Single process: with several, each rank's unlogged part
-      is its own and rank 0's is saved.
-    """
-    import torch
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
-        def __init__(self, batch_size: int, lengths: list[int], seed: int):
-            super().__init__(batch_size, lengths=lengths)
-            self.seed = seed
-            self.set_epoch(0)
-
-        def set_epoch(self, epoch: int) -> None:
-            # accelerate's DataLoaderShard.set_epoch reaches the sampler, also behind skip_first_batches
-            self.generator = torch.Generator().manual_seed(self.seed + int(epoch))
-
-    class ResumableTrainer(trainer_cls):
-        def _get_train_sampler(self, train_dataset=None):
-            sampler = super()._get_train_sampler(train_dataset)
-            if type(sampler) is LengthGroupedSampler:
-                global_batch = sampler.batch_size * self.args.world_size
-                return EpochSeededLengthGroupedSampler(global_batch, sampler.lengths, data_seed)
-            return sampler
-
-        def _save_checkpoint(self, model, trial):
-            # before super(): it writes trainer_state.json last, which then carries the sums
-            self.state.stateful_callbacks[LOSS_LEDGER] = {
-                "total": self._total_loss_scalar,
-                "unlogged": float(self._tr_loss.item()),
-                "last_logged": self._globalstep_last_logged,
-            }
-            super()._save_checkpoint(model, trial)
-
-    return ResumableTrainer
-
-
-def restore_loss_ledger(trainer) -> None:
-    """On resume, put the checkpoint's loss sums back (called from on_train_begin, after the Trainer
-    loaded the checkpoint's state and zeroed its sums)."""
-    ledger = trainer.state.stateful_callbacks.get(LOSS_LEDGER)
-    if not ledger or trainer.state.global_step == 0:
-        return
-    trainer._total_loss_scalar = float(ledger["total"])
-    trainer._tr_loss.fill_(float(ledger["unlogged"]))
-    trainer._globalstep_last_logged = int(ledger["last_logged"])
-
-
-def rewrap_after_eval(trainer) -> None:
-    """Let train() wrap the model in DDP after an evaluate() that came first.
-
-    trainer.evaluate() before train() prepares the bare model in accelerate's evaluation mode (no DDP)
-    and marks it prepared; train()'s prepare then returns it as it is, so with several processes each
-    rank steps on its own gradients, never all-reduced (measured: per-rank grad norms differ from step
-    1, the loss curve drifts from the 1-process one). Dropping the mark (and the autocast wrapper that
-    prepare put on forward) makes train() wrap it. FSDP and DeepSpeed prepare in full for evaluation
-    and keep that model; a single process has nothing to wrap.
-    """
-    model, acc = trainer.model, trainer.accelerator
-    if trainer.args.world_size <= 1 or trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
-        return
-    if trainer.model_wrapped is not model or not getattr(model, "_is_accelerate_prepared", False):
-        return
-    del model._is_accelerate_prepared
-    if "_original_forward" in model.__dict__:
-        del model.__dict__["_original_forward"]
-        model.__dict__.pop("forward", None)
-    acc._models[:] = [m for m in acc._models if m is not model]
-
-
-def loss_rows(log_history: list[dict[str, Any]]) -> list[tuple[int, float | None, float | None]]:
-    by_step: dict[int, list[float | None]] = {}
-    for entry in log_history:
-        step = int(entry.get("step", 0))
-        if "loss" in entry:
-            by_step.setdefault(step, [None, None])[0] = float(entry["loss"])
-        if "eval_loss" in entry:
-            by_step.setdefault(step, [None, None])[1] = float(entry["eval_loss"])
-    return [(s, v[0], v[1]) for s, v in sorted(by_step.items())]
-
-
-def write_loss_tsv(rows, path: str) -> None:
-    def fmt(x):
-        return "" if x is None else f"{x:.6f}"
-
-    lines = ["step\tloss\teval_loss"] + [f"{s}\t{fmt(a)}\t{fmt(b)}" for s, a, b in rows]
-    io.write_text("\n".join(lines) + "\n", path)
-
-
-def plot_loss(rows, path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    train = [(s, a) for s, a, _ in rows if a is not None]
-    evals = [(s, b) for s, _, b in rows if b is not None]
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals, strict=True), marker="o", label="held-out loss (assistant tokens)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with io.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
-def model_card(base_info: dict[str, Any], params: SftParams, metrics: dict[str, Any], train: str, test: str,
-               mixture_sha: dict[str, str]) -> str:
-    p = json.dumps(dataclasses.asdict(params), indent=2, sort_keys=True)
-    return f"""# atlas-forge SFT model
-
-LoRA supervised fine-tuning (TRL SFTTrainer, assistant-only loss) of
-`{base_info.get("name_or_path", "?")}` (revision `{base_info.get("revision") or "-"}`,
-{base_info.get("parameters", "?")} parameters, kind `{base_info.get("kind", "?")}`), following the
-Atlas-Chat recipe (arXiv 2409.17912).
-
-## Data
-
-| split | file | sha256 |
-|---|---|---|
-| train | `{train}` | `{mixture_sha["train"]}` |
-| test | `{test}` | `{mixture_sha["test"]}` |
-
-## Results
-
-| metric | value |
-|---|---|
-| held-out loss, base model | {metrics["eval_loss_base"]:.4f} |
-| held-out loss, fine-tuned | {metrics["eval_loss_sft"]:.4f} |
-| final train loss | {metrics["train_loss"]:.4f} |
-| optimizer steps | {metrics["steps"]} |
-| training tokens (non-padding) | {metrics["tokens"]} |
-| tokens/s | {metrics["tokens_per_s"]:.1f} |
-
-Held-out loss: mean cross-entropy on the assistant tokens (answer and `<end_of_turn>`) of
-{metrics["test_rows_scored"]} of the test split's {metrics["test_rows"]} rows (`max_eval_rows`: a seeded
-sample).
-
-## Parameters
-
-```json
-{p}
-```
-
-Outputs: `adapter/` (LoRA, safetensors) and `merged/` (adapter merged into the base, safetensors, tokenizer).
-"""
-
-
 def training_args(params: SftParams, checkpoints: str, cuda: bool):
     """TRL's SFTConfig from the params. Creating it sets up torch.distributed when launched with
     several processes (accelerate launch, torchrun)."""
@@ -406,93 +192,6 @@ def training_args(params: SftParams, checkpoints: str, cuda: bool):
         # LoRA (and modules_to_save) take part in every forward: DDP need not search for unused ones
         ddp_find_unused_parameters=False,
     )
-
-
-def load_base(base: str, params: SftParams, cuda: bool):
-    """The base model, its weights read from disk once per node rather than once per rank.
-
-    Under FSDP with fsdp_cpu_ram_efficient_loading (configs/accelerate_fsdp.yaml; accelerate launch
-    exports ACCELERATE_USE_FSDP and FSDP_CPU_RAM_EFFICIENT_LOADING), only local rank 0 reads them; the
-    other ranks build the model with its parameters on the meta device (buffers, e.g. the rotary
-    frequencies, computed for real: accelerate re-registers them and does not send them), to be
-    filled from rank 0 (accelerate's FSDP2 prepare broadcasts rank 0's state dict; without FSDP,
-    share_rank0_weights). transformers 5.24's from_pretrained does not do this itself: it checks
-    the same flags but reads the whole checkpoint on every rank (measured). torch.distributed must be
-    set up before (training_args). Logged per rank (tests/test_distributed.py reads it).
-    """
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    dtype = torch.bfloat16 if (params.bf16 and cuda) else torch.float32
-    if rank0_reads_weights() and local_rank() != 0:
-        from accelerate import init_empty_weights
-        from transformers import AutoConfig
-
-        with init_empty_weights(include_buffers=False):
-            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base),
-                                                     attn_implementation="eager", dtype=dtype)
-        model.tie_weights()  # init_empty_weights re-registers each parameter, which unties them
-    else:
-        model = AutoModelForCausalLM.from_pretrained(base, attn_implementation="eager", dtype=dtype)
-    n = sum(p.numel() for p in model.parameters())
-    on_meta = sum(p.numel() for p in model.parameters() if p.device.type == "meta")
-    log.info("sft: rank %d loaded the base model: %d of %d parameters read from disk, %d on meta",
-             global_rank(), n - on_meta, n, on_meta)
-    return model
-
-
-def rank0_reads_weights() -> bool:
-    """FSDP's RAM-efficient loading asked for (transformers' own test, is_fsdp_enabled: the env that
-    accelerate launch sets from the config, and torch.distributed set up)."""
-    from transformers.integrations import is_fsdp_enabled
-
-    return is_fsdp_enabled()
-
-
-def local_rank() -> int:
-    import os
-
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def global_rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
-def accelerate_shards(args) -> bool:
-    """Whether the Trainer's accelerator will use FSDP: the launch asked for it and the processes are
-    on accelerators (accelerate turns ACCELERATE_USE_FSDP into FSDP for multi-GPU-like states only;
-    on CPU it stays MULTI_CPU, i.e. DDP)."""
-    import os
-
-    from accelerate.utils import DistributedType
-
-    state = getattr(args, "distributed_state", None)
-    wanted = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-    return wanted and state is not None and state.distributed_type not in (DistributedType.NO,
-                                                                           DistributedType.MULTI_CPU)
-
-
-def share_rank0_weights(model, fsdp: bool) -> None:
-    """Give ranks that built the model on meta (load_base) rank 0's weights, where FSDP will not.
-
-    accelerate shards with FSDP on accelerators only: on CPU (gloo) the same launch with the FSDP
-    config trains with DDP, whose wrapper would broadcast rank 0's parameters too, but only at train()
-    while the held-out loss of the base model is measured before. Every parameter and buffer is sent
-    (persistent or not, tied ones twice), in the same order on every rank.
-    """
-    import torch.distributed as dist
-
-    if fsdp or not dist.is_initialized() or not rank0_reads_weights():
-        return
-    if any(p.device.type == "meta" for p in model.parameters()):
-        model.to_empty(device="cpu")
-        model.tie_weights()
-    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
-    for _, t in tensors:
-        dist.broadcast(t.data, src=0)
 
 
 def run(params: SftParams, base: str, train: str, test: str, adapter: str, merged: str, card: str,
