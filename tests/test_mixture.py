@@ -2,7 +2,7 @@ import json
 
 import polars as pl
 
-from atlas_forge import mixture, records
+from atlas_forge import mixture, records, store
 from atlas_forge.cli import main
 from atlas_forge.io import write_table
 
@@ -98,6 +98,6 @@ def test_cli_byte_identical(tmp_path):
     assert outs[0] == outs[1] and len(outs[0]) == 4
     card = json.loads(outs[0]["card.json"])
     assert card["weighting"]["a"]["rows_out"] == 60 and card["weighting"]["b"]["rows_out"] == 10
-    assert card["params_sha256"] == mixture.params_sha256(params)
+    assert card["params_sha256"] == store.sha256_json(params)
     assert set(card["files_sha256"]) == {str(tmp_path / n) for n in ("a.parquet", "b.parquet", "r.parquet")}
     assert card["splits"]["train"]["rows"] + card["splits"]["test"]["rows"] == 70

@@ -24,8 +24,6 @@ of all message contents (a tokenizer-free measure, comparable across models).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import math
 import random
@@ -39,6 +37,7 @@ from atlas_forge import io, records
 from atlas_forge.config import ConfigError
 from atlas_forge.phase import PATH, PATHS, Phase
 from atlas_forge.sides import is_test
+from atlas_forge.store import sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
 PHASE = "mixture"
@@ -201,19 +200,6 @@ def _breakdown(df: pl.DataFrame, by: str) -> dict[str, dict[str, int]]:
     return {k: {"rows": r, "tokens": n} for k, r, n in agg.iter_rows()}
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def params_sha256(params: dict) -> str:
-    # same canonical form the Snakemake rules pass (sort_keys, ensure_ascii off)
-    return hashlib.sha256(json.dumps(params, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
 def reason_key(reasons: pl.Expr) -> pl.Expr:
     """A reason without its row detail: "near_dedup: near duplicate (of 1a2b)" -> "near_dedup: near
     duplicate", "duplicate key: f.csv:12" -> "duplicate key", "filtered: 1 != MA" kept whole."""
@@ -307,7 +293,7 @@ def build_card(
         "rejects_total": rejects.height,
         "files_sha256": files,
         "params": params,
-        "params_sha256": params_sha256(params),
+        "params_sha256": sha256_json(params),
     }
 
 

@@ -4,7 +4,6 @@ and a Trainer made exact on resume (batches, random draws and loss sums as an un
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import shutil
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_forge import io
-from atlas_forge.store import files_sha256
+from atlas_forge.store import files_sha256, sha256_bytes
 
 log = logging.getLogger(__name__)
 RUN_FILE = "atlas_forge_run.json"  # fingerprint of the run that owns the checkpoints folder
@@ -25,7 +24,9 @@ def fingerprint(params, base: str, train: str, test: str) -> dict[str, Any]:
     weights = sorted(Path(base).glob("*.safetensors"))
     return {
         # threads (--threads) change speed, not results, and are not in params: another thread count resumes
-        "params": hashlib.sha256(json.dumps(dataclasses.asdict(params), sort_keys=True).encode()).hexdigest(),
+        # ASCII-escaped JSON, as the fingerprints of existing checkpoints were taken (store.sha256_json
+        # keeps non-ASCII, which would orphan them where a param holds Darija, e.g. system_message)
+        "params": sha256_bytes(json.dumps(dataclasses.asdict(params), sort_keys=True).encode()),
         "base": files_sha256(weights + ([base_info] if base_info.exists() else [])),
         "data": files_sha256([train, test]),
     }
