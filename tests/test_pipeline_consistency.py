@@ -37,7 +37,8 @@ with SnakemakeApi() as api:
     rules = [
         {"name": r.name, "file": Path(r.snakefile).resolve().relative_to(root).as_posix(),
          "output": [str(o) for o in r.output],
-         "input": [str(i) for i in r.input if isinstance(i, str)]}
+         "input": [str(i) for i in r.input if isinstance(i, str)],
+         "shell": r.shellcmd or ""}
         for r in wf._workflow.rules
     ]
 print("@@RULES@@" + json.dumps(rules))
@@ -289,3 +290,25 @@ def test_out_without_rule_fails(tmp_path):
     assert any("models/sft/checkpoints" in p and "produced by no rule" in p for p in found), found
     assert any("no_such_section" in p for p in found), found
     assert any("'src/atlas_forge/mixture.py' (mixture) is not under any DVC dep" in p for p in found), found
+
+
+def test_rules_pass_exactly_their_contracts_flags():
+    """A rule binds paths to the input and output slots its phase's contract declares (`args`): every
+    required flag is passed, none the contract does not know, and params only through --params."""
+    from atlas_forge import phases
+
+    seen = set()
+    for rule in snakemake_rules(ROOT):
+        m = re.search(r"-m atlas_forge ([\w-]+) (.*)", rule["shell"], re.S)
+        if not m:
+            continue
+        contract = phases.contract(m.group(1))
+        seen.add(contract.name)
+        passed = set(re.findall(r"(?<!\S)(--[\w-]+)", m.group(2)))
+        declared = {flag for flag, _ in contract.args}
+        required = {flag for flag, opts in contract.args if opts.get("required")}
+        assert "--params" in passed, rule["name"]
+        assert required <= passed, f"rule {rule['name']}: misses {sorted(required - passed)}"
+        unknown = passed - declared - {"--params"}
+        assert not unknown, f"rule {rule['name']}: flags its contract does not declare: {sorted(unknown)}"
+    assert seen == set(phases.MODULES), set(phases.MODULES) - seen
