@@ -58,11 +58,15 @@ _CPU_ISA = (
 # declares (envs/atlas-forge.yaml), whose `python` must win: no prefix then.
 # shell.prefix replaces Snakemake's own bash prefix, so it is kept here
 _strict = "set -euo pipefail; " if os.path.basename(shell.get_executable() or "") == "bash" else ""
+# Libraries write sets in the order of Python's per-process string hash seed: TRL's model card tags,
+# PEFT's target_modules in every checkpoint. Two identical runs then wrote different bytes (issue 19's
+# before/after comparison found both); a fixed seed makes every job's output the same on every run.
+_HASH_SEED = 'export PYTHONHASHSEED="${{PYTHONHASHSEED:-0}}"; '
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _bin = shlex.quote(os.path.dirname(sys.executable)).replace("{", "{{").replace("}", "}}")
-    shell.prefix(f'{_strict}export PATH={_bin}:"$PATH"; {_CPU_ISA}')
-elif _CPU_ISA:
-    shell.prefix(f"{_strict}{_CPU_ISA}")
+    shell.prefix(f'{_strict}export PATH={_bin}:"$PATH"; {_HASH_SEED}{_CPU_ISA}')
+else:
+    shell.prefix(f"{_strict}{_HASH_SEED}{_CPU_ISA}")
 
 
 def _stale_lock_holders():
