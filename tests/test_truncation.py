@@ -142,3 +142,58 @@ def test_shorten_keeps_first_words():
     text = "واحد  جوج\nتلاتة ربعة خمسة"
     assert shorten(text, 0) == text and shorten(text, 10) == text
     assert shorten(text, 3) == "واحد  جوج\nتلاتة"
+
+
+def _every_row_encoded(df: pl.DataFrame, tok, max_length: int) -> dict[str, str]:
+    """The straightforward check: every row encoded in full, one by one, as sft encodes it."""
+    out = {}
+    for rid, msgs, meta in zip(df["id"], df["messages"].to_list(), df["meta"], strict=True):
+        if not any(m["role"] == "assistant" for m in msgs or []):
+            out[rid] = "mixture: no assistant turn to train on"
+            continue
+        fmt = json.loads(meta or "{}").get("format") or "chat"
+        if not any(encode_row(tok, msgs, max_length, fmt=fmt)[1]):
+            out[rid] = f"mixture: truncated, no assistant token within sft.max_length {max_length}"
+    return out
+
+
+def test_fast_truncation_check_decides_as_encoding_every_row(tokenizer):
+    """drop_untrainable skips tokenizing rows short in bytes and batches the rest: it must reject
+    exactly the rows (and reasons) that encoding every row one by one rejects, at every length."""
+    from atlas_forge.encoding import tok_encode, tok_encode_batch
+
+    tok = _load(tokenizer)
+    rng = __import__("random").Random(5)
+    words = ["كلام", "واش", "مزيان", "hello", "words", "الدارجة", "1234", "؟", "!"]
+
+    def text(n):
+        return " ".join(rng.choice(words) for _ in range(n))
+
+    rows = []
+    for i in range(120):
+        kind = i % 6
+        if kind == 0:  # one short or long turn
+            msgs = _chat(text(rng.randint(1, 80)), text(rng.randint(1, 30)))
+        elif kind == 1:  # two turns
+            msgs = [*_chat(text(rng.randint(1, 40)), text(3)), *_chat(text(rng.randint(1, 40)), text(2))]
+        elif kind == 2:  # an empty assistant turn: encoded in full
+            msgs = _chat(text(rng.randint(1, 30)), "")
+        elif kind == 3:  # no assistant turn
+            msgs = [{"role": "user", "content": text(4)}]
+        else:  # plain format, the context sometimes ending in whitespace
+            context = text(rng.randint(1, 70)) + rng.choice(["", " ", "\n"])
+            msgs = _chat(context, rng.choice(["A", "B", "إيجابي"]))
+        meta = {"format": "plain"} if kind >= 4 else {}
+        rows.append(records.make_record("s", f"r{i}", "chat", msgs, "ary_Arab", meta))
+    df = records.from_rows(rows)
+    decided = set()
+    for max_length in (8, 24, 48, 96, 200, 4096):
+        kept, rejected = mixture.drop_untrainable(df, tok, max_length)
+        reasons = dict(zip(rejected["id"], rejected["reason"], strict=True))
+        assert reasons == _every_row_encoded(df, tok, max_length), max_length
+        assert kept.height + rejected.height == df.height
+        decided.add(rejected.height)
+    assert len(decided) > 3  # the lengths cut some rows and not others
+    texts = [tok.bos_token + "واش", "واش كاين", "", "hello 12"]
+    for add_bos in (True, False):
+        assert tok_encode_batch(tok, texts, add_bos) == [tok_encode(tok, t, add_bos) for t in texts]

@@ -76,6 +76,20 @@ def tok_encode(tokenizer, text: str, add_bos: bool) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=add_bos and not (bos and text.startswith(bos)))
 
 
+def tok_encode_batch(tokenizer, texts: Sequence[str], add_bos: bool) -> list[list[int]]:
+    """tok_encode over many texts in one call of the fast tokenizer per BOS rule: the same ids."""
+    bos = tokenizer.bos_token
+    special = [add_bos and not (bos and t.startswith(bos)) for t in texts]
+    out: list[list[int]] = [[] for _ in texts]
+    for flag in (True, False):
+        idx = [i for i, s in enumerate(special) if s == flag]
+        if idx:
+            for i, ids in zip(idx, tokenizer([texts[i] for i in idx], add_special_tokens=flag)["input_ids"],
+                              strict=True):
+                out[i] = list(ids)
+    return out
+
+
 def encode_pair(
     tokenizer, context: str, continuation: str, add_bos: bool = True
 ) -> tuple[list[int], list[int]]:
