@@ -92,15 +92,19 @@ M50 = {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "
 
 
 def build_base(folder: Path, model: dict, text: str, vocab: int, threads: int) -> tuple[str, int]:
-    from atlas_forge.modeling import base_model
+    from atlas_forge.modeling import base_model, tokenizer
 
+    tok_dir = folder / f"tokenizer-{vocab}"
+    if not tok_dir.exists():  # the tokenizer phase first, as the pipeline runs it
+        tokenizer.build(tokenizer.TokenizerConfig(tokenizer=base_model.TokenizerParams(vocab_size=vocab)),
+                        [text], tok_dir)
     params = base_model.BaseModelParams(
         tokenizer=base_model.TokenizerParams(vocab_size=vocab),
         model=base_model.ModelParams(**model),
         pretrain=base_model.PretrainParams(steps=0),
     )
     out = folder / f"base-{model['hidden_size']}"
-    info = base_model.run(params, [text], out, threads=threads)
+    info = base_model.run(params, [text], tok_dir, out, threads=threads)
     return str(out), info["parameters"]
 
 
