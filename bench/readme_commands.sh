@@ -27,6 +27,7 @@ for cmd in "${cmds[@]}"; do
   rc=0
   ( cd "$clone" && UV_CACHE_DIR="$work/uv-cache-$cmd" /usr/bin/time -v make "$cmd" ) > "$log" 2>&1 || rc=$?
   secs=$(( $(date +%s) - start ))
+  cp "$log" "${TMPDIR:-/tmp}/readme_commands_$cmd.log"  # the clone is removed on exit; the log stays
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log" | tail -1)
   line=$(printf "%s  commit %s  make %-8s %4d s (%d min %02d s)  exit %d  peak RSS of make %s MB" \
     "$(date -u +%Y-%m-%dT%H:%MZ)" "$commit" "$cmd" "$secs" $((secs / 60)) $((secs % 60)) "$rc" \
