@@ -242,3 +242,20 @@ def test_metric_registry_decides_labels_directions_scales_and_main(paper_path):
     assert reg.main_metric("darijammlu", "multiple_choice", {}) == "acc"
     assert reg.main_metric("darija_summarization", "generate_until", {"rougeL": 1.0}) == "rougeL"
     assert reg.main_metric("judge", "", {}) == "win_rate"
+
+
+def test_hellaswag_column_is_normalised_accuracy(paper_path, tmp_path):
+    """Table 2's DarijaHellaSwag figures are acc_norm (the model card's metric, its figures equal
+    Table 2's): the paper's figures sit beside the run's acc_norm, the family's main metric."""
+    from atlas_forge import metric_registry
+
+    paper = report.load_paper(paper_path)
+    column = next(c for c in paper["columns"] if c["id"] == "darijahellaswag")
+    assert column["metrics"] == [metric_registry.main_metric("darijahellaswag", "multiple_choice", {})]
+    assert all(set(by_metric) == {"acc_norm"} for figures in paper["models"].values()
+               for by_metric in figures.get("darijahellaswag", {}).values())
+    info = {"hs": report.TaskInfo(main="acc_norm", family="darijahellaswag", column="darijahellaswag")}
+    scores = {m: {"hs": {"acc": 0.3, "acc_norm": 0.4}} for m in ("base", "sft")}
+    subs = [s for s in report.layout(scores, info, paper, report.ReportConfig())
+            if s.column == "darijahellaswag" and s.shot == 0]
+    assert [(s.metric, s.task, s.paper) for s in subs] == [("acc_norm", "hs", True), ("acc", "hs", False)]
