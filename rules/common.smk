@@ -208,6 +208,17 @@ def judge_model(wildcards):
     return [judge["model"]] if judge.get("backend") == "local" and judge.get("model") else []
 
 
+def baseline_model(wildcards):
+    """A baseline that is a folder of this build (models/base) is an input; a Hub name is read at run time."""
+    model = (TASKS[wildcards.task].get("baseline") or {}).get("model", "")
+    return [model] if model.startswith(("models/", "./", "/")) or os.path.isdir(model) else []
+
+
+def baseline_answers(wildcards):
+    """A judged task's baseline answers (rule answers), when its opponent is a baseline."""
+    return [f"results/answers/{wildcards.task}.jsonl"] if TASKS[wildcards.task].get("opponent") == "baseline" else []
+
+
 def training_table(wildcards):
     role = SOURCES[wildcards.source]["role"]
     if role == "chat":

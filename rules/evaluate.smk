@@ -1,9 +1,31 @@
+# A judged task's other side when it is a baseline model (the paper: Jais-13B-Chat's answers to
+# DarijaAlpacaEval): made once per task, judged against by every model of the build.
+rule answers:
+    input:
+        model=baseline_model,
+        data=lambda w: [eval_table(s) for s in TASKS[w.task]["sources"]],
+        code=code("atlas_forge.evaluate.answers"),
+    output:
+        answers="results/answers/{task}.jsonl",
+        card="results/answers/{task}.json",
+    params:
+        cfg=phase_params("answers"),
+    log:
+        "logs/answers/{task}.log",
+    conda:
+        "../envs/atlas-forge.yaml"
+    shell:
+        "python -m atlas_forge answers --params {params.cfg:q} --data {input.data} --device auto "
+        "--out {output.answers} --card {output.card} --threads {threads} > {log} 2>&1"
+
+
 rule evaluate_task:
     input:
         model=lambda w: MODEL_DIRS[w.model],
         data=lambda w: [eval_table(s) for s in TASKS[w.task]["sources"]],
         fewshot=lambda w: [eval_table(s) for s in TASKS[w.task].get("fewshot_sources", [])],
         judge=judge_model,
+        answers=baseline_answers,
         code=code("atlas_forge.evaluate"),
     output:
         scores="results/{model}/{task}.json",
@@ -18,7 +40,7 @@ rule evaluate_task:
         "../envs/atlas-forge.yaml"
     shell:
         "python -m atlas_forge evaluate --params {params.cfg:q} --model {input.model} "
-        "--model-name {wildcards.model} --data {input.data} --fewshot-data {input.fewshot} --device auto --out {output.scores} --samples {output.samples} "
+        "--model-name {wildcards.model} --data {input.data} --fewshot-data {input.fewshot} --answers {input.answers} --device auto --out {output.scores} --samples {output.samples} "
         "--threads {threads} > {log} 2>&1"
 
 

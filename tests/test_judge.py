@@ -180,7 +180,7 @@ def test_local_judge_end_to_end(tmp_path, tiny):
 
 
 def test_score_pairs_counts():
-    items = [{"row": {"id": str(i), "source": "s"}, "instruction": "q", "reference": "r", "generation": "g"}
+    items = [{"row": {"id": str(i), "source": "s"}, "prompt": "q", "reference": "r", "generation": "g"}
              for i in range(4)]
     v = [{"letter": x} for x in ["a", "b", "b", "a", "a", "a", None, "a"]]
     scores, samples = score_pairs(items, v)

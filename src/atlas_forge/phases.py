@@ -24,6 +24,7 @@ MODULES = {
     "tokenizer": "atlas_forge.modeling.tokenizer",
     "base_model": "atlas_forge.modeling.base_model",
     "sft": "atlas_forge.modeling.sft",
+    "answers": "atlas_forge.evaluate.answers",
     "evaluate": "atlas_forge.evaluate",
     "report": "atlas_forge.report",
 }

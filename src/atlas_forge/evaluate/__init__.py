@@ -35,10 +35,12 @@ def evaluate(
     device: str = "auto",
     dtype: str = "auto",
     work: str | Path | None = None,
+    answers: str | Path | None = None,
 ):
     """Score a task; returns (result dict, samples). `model`/`tokenizer` may be passed preloaded.
     `work`: a file that keeps each finished batch, so a rerun after a crash computes only the rest
-    (evaluate/resume.py); it is removed when the task is done."""
+    (evaluate/resume.py); it is removed when the task is done. `answers`: a judged task's baseline answers
+    (results/answers/<task>.jsonl, the answers phase)."""
     import torch
 
     from atlas_forge.evaluate import resume
@@ -58,7 +60,7 @@ def evaluate(
     if model is None:
         model, tokenizer = load_model(model_dir, device, dtype, add_bos=cfg.add_bos)
     model_sha = model_sha256(model_dir) if model_dir else None
-    data_sha = sha256_files([*data, *(fewshot_data or [])])
+    data_sha = sha256_files([*data, *(fewshot_data or []), *([answers] if answers else [])])
     judge = task.get("judge") or {}
     fingerprint = {
         "task": task, "model_sha256": model_sha, "data_sha256": data_sha, "code_sha256": resume.code_sha256(),
@@ -69,7 +71,7 @@ def evaluate(
     t0 = time.perf_counter()
     with resume.keep_work(work, fingerprint):
         scores, samples, settings = run(
-            cfg, model, tokenizer, df, fewshot_df, batch_size, model_dir=model_dir
+            cfg, model, tokenizer, df, fewshot_df, batch_size, model_dir=model_dir, answers=answers
         )
     elapsed = time.perf_counter() - t0
     settings = {
@@ -143,6 +145,7 @@ CONTRACT = Phase(
           ("--model", {"required": True, **PATH}), ("--model-name", {"required": True}),
           ("--data", {"required": True, **PATHS}),
           ("--fewshot-data", {"help": "tables of the task's fewshot_sources", **PATHS}),
+          ("--answers", {"help": "a judged task's baseline answers (results/answers/<task>.jsonl)", **PATHS}),
           ("--out", {"required": True, **PATH}),
           ("--samples", {"required": True, **PATH}), ("--threads", {"type": int, "default": 1})),
 )
@@ -158,6 +161,7 @@ def run_cli(args, job) -> None:
         job.config.task, args.model, args.model_name, args.data, batch_size=job.config.batch_size,
         threads=args.threads,
         fewshot_data=args.fewshot_data, device=args.device, dtype=args.dtype, work=work,
+        answers=args.answers[0] if args.answers else None,
     )
     io.write_jsonl(samples, args.samples)
     io.write_json(result, args.out)

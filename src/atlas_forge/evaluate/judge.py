@@ -1,54 +1,157 @@
-"""judge family (DarijaAlpacaEval style, Atlas-Chat Table 2): pairwise win rate against references.
+"""judge family (Atlas-Chat Table 2's two "LLM judge" columns): pairwise win rate of the evaluated model.
 
-Items are chat records [user instruction, assistant reference] (English AlpacaEval-style chats
-translated into Darija). The evaluated model answers each instruction greedily through its chat
-template; a judge then compares the model's answer with the reference, with an AlpacaEval-style
-forced-choice prompt ("(a) or (b)"). Every pair is judged twice, the positions swapped:
+What is judged (task key `judged`):
+- chat (DarijaAlpacaEval): items are chat rows; the first user turn is the instruction, an assistant
+  turn (when the set has one) the reference answer. The model answers through its chat template.
+- summarization (the summarization column's "LLM Judge", §9 and App. C.5): DarijaBench-style
+  summarization documents; the model summarizes with the harness's prompt ("... في ٣٠ كلمة": the
+  paper's 30-word instruction) and its summary is judged against the reference title.
+
+Against what (task key `opponent`): the row's `reference`, or a `baseline` model's answers (the
+paper: Jais-13B-Chat's for DarijaAlpacaEval), made once per task by the answers phase
+(evaluate/answers.py) and read from results/answers/<task>.jsonl.
+
+Decoding (task key `decoding`): greedy by default; the paper samples both judged columns ("the
+default sampling-based decoding", §9): `decoding: {sample: true}`, seeded.
+
+The judge prompt (judge key `prompt`): `atlas-chat-fig6` and `atlas-chat-fig7` are the paper's
+(App. C.3 Fig. 6, cultural appropriateness, fluency, relevance; App. C.5 Fig. 7, wordness,
+conciseness, relevance, no MSA); `ours` is an AlpacaEval-style forced choice of our own wording.
+Every pair is judged twice, the positions swapped (as the paper does):
 
 - consistent verdicts count: a win when both name the model's answer, a loss when both name the
-  reference (a forced choice has no ties);
+  opponent's (a forced choice has no ties);
 - a verdict that follows the position instead of the answer is discarded (`n_flipped`);
-- a pair with any verdict that is not exactly one letter is discarded (`n_unparseable`).
+- a pair with any verdict that is not a letter is discarded (`n_unparseable`).
 
 win_rate = wins / n_judged (fraction in [0, 1]); None (null in results, "–" in the report) when no
 pair could be judged: 0.0 would claim that the model lost every pair.
 
-Judges (task key `judge`):
+Judges (judge key `backend`):
 - openai: any OpenAI-compatible chat endpoint through chat_client (ChatClient, fan_out); the answer must be
-  the single letter a or b (case and a surrounding "(...)" / final "." tolerated), anything else
-  is unparseable; a request that fails after its retries counts as unparseable too (`n_errors`).
+  the letter (case, a surrounding "(...)", "[...]", "**...**", a final "." and, for the paper's
+  prompts, their own "Better Answer:" / "Better Summary:" label tolerated), anything else is
+  unparseable; a request that fails after its retries counts as unparseable too (`n_errors`).
 - local:  a local causal LM directory (`judge.model`); the verdict is the higher log-likelihood of
-  " a" vs " b" after the same prompt as plain text, scored by loglik.LoglikScorer (never unparseable).
+  the two letters after the same prompt as plain text, scored by loglik.LoglikScorer (never unparseable).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from atlas_forge import benchmarks
 from atlas_forge.evaluate import metrics
 
 log = logging.getLogger(__name__)
 
-JUDGE_PROMPT = (
-    "You are an impartial judge of assistant answers written in Moroccan Arabic (Darija). "
-    "Which of the two answers (a) or (b) better follows the instruction below? Consider helpfulness, "
-    "correctness, relevance and level of detail, and whether the answer is in natural Moroccan Darija. "
-    "The order of the answers and their length must not influence you.\n\n"
-    "# Instruction\n{instruction}\n\n"
-    "# Answer (a)\n{a}\n\n"
-    "# Answer (b)\n{b}\n\n"
-    "Which answer is better, (a) or (b)? Answer with a single letter, a or b, and nothing else.\n"
-    "Answer:"
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    template: str
+    fields: tuple[str, str, str]  # the template's names for: the context, answer A, answer B
+    letters: tuple[str, str]  # what the judge answers for the first and the second answer
+    verdict: re.Pattern
+    cite: str
+
+
+# ours (the project's first judge, kept for the default build): AlpacaEval-style, letters a/b
+OURS = JudgePrompt(
+    template=(
+        "You are an impartial judge of assistant answers written in Moroccan Arabic (Darija). "
+        "Which of the two answers (a) or (b) better follows the instruction below? Consider helpfulness, "
+        "correctness, relevance and level of detail, and whether the answer is in natural Moroccan Darija. "
+        "The order of the answers and their length must not influence you.\n\n"
+        "# Instruction\n{instruction}\n\n"
+        "# Answer (a)\n{a}\n\n"
+        "# Answer (b)\n{b}\n\n"
+        "Which answer is better, (a) or (b)? Answer with a single letter, a or b, and nothing else.\n"
+        "Answer:"
+    ),
+    fields=("instruction", "a", "b"),
+    letters=("a", "b"),
+    verdict=re.compile(r"\(?\s*([ab])\s*\)?\.?", re.IGNORECASE),
+    cite="ours",
 )
-CHOICES = ("a", "b")
-_VERDICT = re.compile(r"\(?\s*([ab])\s*\)?\.?", re.IGNORECASE)
-# the two orders each pair is judged in: which side holds the model's answer
-ORDERS = ("model_first", "reference_first")
+
+# The paper's prompts, word for word as the v2 PDF prints them (arXiv 2409.17912v2, App. C.3 Fig. 6 and
+# App. C.5 Fig. 7; read from the PDF's text, see data/paper/atlas_chat_table2.yaml). The line breaks
+# follow the figures' layout as far as the PDF's text shows it; its typos are kept ("culturaly" is not in
+# these two, "the criterion above" and "Dialect" are). One change: the PDF's text ends Fig. 7's MSA rule
+# with "MSA.s", a stray letter that we drop.
+_PAPER_VERDICT = r"(?:\**\s*better\s+(?:answer|summary)\s*\**\s*:\s*)?[\[(*\s]*([ab])[\])*\s]*\.?"
+FIG6 = JudgePrompt(
+    template=(
+        "You are an expert evaluator tasked with judging the cultural appropriateness and relevance of two "
+        "answers written in Moroccan Darija for a given instruction. Your judgment should focus solely on "
+        "how well the answers reflect Moroccan cultural norms, values, and context.\n\n"
+        "### Criteria:\n"
+        "1. Cultural Appropriateness and Relevance: The answer should align well with Moroccan culture, "
+        "norms, and societal context. Avoid any references, language, or ideas that are not relevant or "
+        "appropriate for Morocco.\n"
+        "2. Fluency: The answer has to be in clear and precise language in Moroccan Darija.\n"
+        "3. Relevance: The answer should answer the instruction without any divergence from the "
+        "instruction's goal.\n\n"
+        "### Instructions: For each instruction, you will receive two answers, A and B. Evaluate them "
+        "based on the criterion above and decide which one better reflects Moroccan culture. Provide only "
+        "the letter A or B as the answer.\n\n"
+        "### Output format: Better Answer: [A or B]\n\n"
+        "### Evaluate:\n"
+        "**Instruction**: [Start of the instruction] {instruction} [Text of the instruction]\n\n"
+        "**Answer A**:\n[Start of Answer A]\n{answer_a}\n[Text of Answer A]\n\n"
+        "**Answer B**: [Start of Answer B] {answer_b}\n[Text of Answer B] "
+        'Your Response (Only "A" or "B" with no additional text):'
+    ),
+    fields=("instruction", "answer_a", "answer_b"),
+    letters=("A", "B"),
+    verdict=re.compile(_PAPER_VERDICT, re.IGNORECASE),
+    cite="Atlas-Chat (arXiv 2409.17912v2) App. C.3, Fig. 6",
+)
+FIG7 = JudgePrompt(
+    template=(
+        "You are an expert evaluator tasked with judging the quality of two summaries written in Moroccan "
+        "Darija for a given passage, also in Moroccan Darija. You are strict regarding any language or "
+        "dialect that is not Moroccan Darija, such as Modern Standard Arabic (MSA) and English.\n\n"
+        "### Criteria: Choose the better summary based on these criteria:\n"
+        "1. **Wordness**: Clear and precise language in Moroccan Darija that conveys the passage's "
+        "original meaning and doesn't use any other language or Dialect.\n"
+        "2. **Conciseness**: Straight to the point, capturing essential information without unnecessary "
+        "details.\n"
+        "3. **Relevance**: Directly related to the passage without adding new information.\n\n"
+        "### Instructions: For each passage, you will receive two summaries, **A** and **B**. Evaluate "
+        "them based on the criteria above and decide which one is better. Provide only the letter **A** or "
+        "**B** as the answer.\n\n"
+        "It is strictly forbidden that a summary is written in Modern Standard Arabic (MSA). A summary "
+        "should not be chosen if it is written in MSA.\n\n"
+        "###Output format: Better Summary: [A or B]\n\n"
+        "### Evaluate:\n"
+        "**Passage**: [Start of the passage] {passage} [Text of the passage]\n\n"
+        "**Summary A**: [Start of Summary A]\n{summary_a}\n[Text of Summary A]\n\n"
+        "**Summary B**: [Start of Summary B] {summary_b}\n[Text of Summary B] "
+        "Your Response (Only A or B with no additional text):"
+    ),
+    fields=("passage", "summary_a", "summary_b"),
+    letters=("A", "B"),
+    verdict=re.compile(_PAPER_VERDICT, re.IGNORECASE),
+    cite="Atlas-Chat (arXiv 2409.17912v2) App. C.5, Fig. 7",
+)
+PROMPTS = {"ours": OURS, "atlas-chat-fig6": FIG6, "atlas-chat-fig7": FIG7}
+JUDGE_PROMPT = OURS.template  # the default prompt (its API before the paper's prompts came)
+CHOICES = ("a", "b")  # verdicts, whatever letters the prompt uses: the first answer, the second
 VERDICT_KEYS = ("letter", "raw", "error", "logliks")  # what samples.jsonl keeps of each verdict
+
+
+def orders(opponent: str) -> tuple[str, str]:
+    """The two orders each pair is judged in: which side holds the model's answer."""
+    return ("model_first", f"{opponent}_first")
+
+
+ORDERS = orders("reference")
 
 
 @dataclass
@@ -56,6 +159,7 @@ class JudgeConfig:
     backend: Literal["openai", "local"]
     model: str = ""  # openai: the served model name; local: a causal LM directory (e.g. models/base)
     base_url: str = "http://localhost:8000/v1"
+    prompt: Literal["ours", "atlas-chat-fig6", "atlas-chat-fig7"] = "ours"
     concurrency: int = 8
     timeout_s: float = 120.0
     max_retries: int = 5
@@ -71,60 +175,101 @@ class JudgeConfig:
         if self.concurrency < 1 or self.max_retries < 0 or self.timeout_s <= 0:
             raise ValueError(f"{section}: need concurrency >= 1, max_retries >= 0, timeout_s > 0")
 
-
-@dataclass
-class JudgeTaskConfig:
-    name: str
-    family: Literal["judge"]
-    judge: JudgeConfig
-    sources: list[str] = field(default_factory=list)
-    max_items: int | None = None
-    max_new_tokens: int = 256
-
-    def validate(self, section: str) -> None:
-        if self.max_items is not None and self.max_items < 1:
-            raise ValueError(f"{section}.max_items: must be >= 1")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"{section}.max_new_tokens: must be >= 1")
+    @property
+    def spec(self) -> JudgePrompt:
+        return PROMPTS[self.prompt]
 
 
-def judge_prompt(instruction: str, a: str, b: str) -> str:
-    return JUDGE_PROMPT.format(instruction=instruction.strip(), a=a.strip(), b=b.strip())
+def judge_prompt(instruction: str, a: str, b: str, prompt: JudgePrompt = OURS) -> str:
+    context, fa, fb = prompt.fields
+    return prompt.template.format(**{context: instruction.strip(), fa: a.strip(), fb: b.strip()})
 
 
-def parse_verdict(text: str | None) -> str | None:
-    """'a' or 'b' when the answer is exactly that letter (optionally '(a)', 'A', 'a.'), else None."""
+def parse_verdict(text: str | None, prompt: JudgePrompt = OURS) -> str | None:
+    """'a' (the first answer) or 'b' when the answer is exactly the prompt's letter (optionally '(a)',
+    'A', 'a.'; for the paper's prompts also '[A]', '**B**', 'Better Answer: A'), else None."""
     if text is None:
         return None
-    m = _VERDICT.fullmatch(text.strip())
+    m = prompt.verdict.fullmatch(text.strip())
     return m.group(1).lower() if m else None
 
 
-def judge_items(rows: list[dict], cfg: JudgeTaskConfig) -> list[dict]:
+SUMMARY_PROMPT_HEAD = "لخص هاد المقطع"
+
+
+def passage_of(text: str) -> str:
+    """The article of a DarijaBench summarization prompt ("لخص هاد المقطع:\n<article>"): Fig. 7's
+    {passage}. A prompt of another shape is the passage as it is."""
+    head, sep, rest = text.partition(":\n")
+    return rest.strip() if sep and head.strip().startswith(SUMMARY_PROMPT_HEAD) else text
+
+
+def judge_items(rows: list[dict], cfg) -> list[dict]:
+    """The task's items in scoring order: key (the row id), prompt (what the model is asked), context
+    (the judge's instruction or passage), reference (None when the set has none)."""
     items = []
-    for r in rows:
-        msgs = r["messages"]
-        if len(msgs) < 2 or msgs[0]["role"] != "user" or msgs[1]["role"] != "assistant":
-            raise ValueError(f"task {cfg.name}: row {r['id']} is not [user instruction, assistant reference]")
-        items.append({"row": r, "instruction": msgs[0]["content"], "reference": msgs[1]["content"]})
+    if cfg.judged == "summarization":
+        fam = benchmarks.FAMILIES["darija_summarization"]
+        for r in rows:
+            for k, doc in enumerate(benchmarks.docs_of_row(r, fam.name)):
+                items.append({"row": r, "key": r["id"] if k == 0 else f"{r['id']}#{k}",
+                              "prompt": fam.text(doc), "context": passage_of(doc["messages"][0]["content"]),
+                              "reference": str(fam.target(doc))})
+    else:
+        for r in rows:
+            msgs = r["messages"]
+            if not msgs or msgs[0]["role"] != "user" or not msgs[0]["content"].strip():
+                raise ValueError(f"task {cfg.name}: row {r['id']} of {r['source']} does not start with a "
+                                 "user instruction")
+            ref = next((m["content"] for m in msgs[1:] if m["role"] == "assistant"), None)
+            if ref is None and cfg.opponent == "reference":
+                raise ValueError(
+                    f"task {cfg.name}: row {r['id']} of {r['source']} has no reference answer (an "
+                    "instruction-only set, as DarijaAlpacaEval's release): judge it against a baseline "
+                    "model's answers (opponent: baseline)"
+                )
+            items.append({"row": r, "key": r["id"], "prompt": msgs[0]["content"],
+                          "context": msgs[0]["content"], "reference": ref})
     if cfg.max_items is not None:
         items = items[: cfg.max_items]
     return items
 
 
-def pair_prompts(instruction: str, generation: str, reference: str) -> list[str]:
-    """The two prompts of one pair, in ORDERS order."""
+def read_answers(path: str | Path, items: list[dict]) -> dict[str, str]:
+    """The baseline's answers (answers phase) by item key; every item needs one, for the same prompt."""
+    found = {}
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+                found[row["key"]] = row
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ValueError(f"{path}:{line_no}: not an answers row (key, prompt, answer)") from None
+    out = {}
+    for it in items:
+        row = found.get(it["key"])
+        if row is None:
+            raise ValueError(f"{path}: no baseline answer for item {it['key']} (rebuild the answers)")
+        if row["prompt"] != it["prompt"]:
+            raise ValueError(f"{path}: item {it['key']}: the answer is for another prompt "
+                             "(rebuild the answers)")
+        out[it["key"]] = row["answer"]
+    return out
+
+
+def pair_prompts(context: str, generation: str, opponent: str, prompt: JudgePrompt = OURS) -> list[str]:
+    """The two prompts of one pair, in orders() order: the model's answer first, then second."""
     return [
-        judge_prompt(instruction, generation, reference),
-        judge_prompt(instruction, reference, generation),
+        judge_prompt(context, generation, opponent, prompt),
+        judge_prompt(context, opponent, generation, prompt),
     ]
 
 
-def winner(order: str, letter: str | None) -> str | None:
+def winner(order: str, letter: str | None, opponent: str = "reference") -> str | None:
     if letter is None:
         return None
     model_letter = "a" if order == "model_first" else "b"
-    return "model" if letter == model_letter else "reference"
+    return "model" if letter == model_letter else opponent
 
 
 # --- judges ---------------------------------------------------------------------------------
@@ -145,7 +290,7 @@ class OpenAIJudge:
         # in prompt order; a request that fails (ChatError, MalformedResponse) is an error verdict
         out = [
             {"raw": None, "error": str(e), "letter": None} if e is not None
-            else {"raw": raw, "error": None, "letter": parse_verdict(raw)}
+            else {"raw": raw, "error": None, "letter": parse_verdict(raw, self.jc.spec)}
             for _, raw, e in fan_out(self.client, prompts, self.jc.concurrency, ordered=True)
         ]
         if out and all(v["error"] for v in out):
@@ -159,6 +304,7 @@ class LocalJudge:
     def __init__(self, jc: JudgeConfig, batch_size: int, model=None, tokenizer=None):
         from atlas_forge.evaluate.loglik import LoglikScorer
 
+        self.jc = jc
         if model is None:
             from atlas_forge.evaluate.lm import load_model
 
@@ -170,7 +316,7 @@ class LocalJudge:
     def verdicts(self, prompts: list[str]) -> list[dict[str, Any]]:
         from atlas_forge.evaluate.loglik import Request
 
-        groups = [[Request(p, " " + c) for c in CHOICES] for p in prompts]
+        groups = [[Request(p, " " + c) for c in self.jc.spec.letters] for p in prompts]
         results = self.scorer.score_groups(groups, progress=True, desc="judge")
         out = []
         for res in results:
@@ -189,13 +335,16 @@ def make_judge(jc: JudgeConfig, batch_size: int, model_dir=None, model=None, tok
 
 
 # --- the family -------------------------------------------------------------------------------
-def score_pairs(items: list[dict], verdicts: list[dict]) -> tuple[dict[str, float | None], list[dict]]:
-    """Scores and per-item samples from the 2 * len(items) verdicts (ORDERS order per item)."""
+def score_pairs(items: list[dict], verdicts: list[dict], opponent: str = "reference"
+                ) -> tuple[dict[str, float | None], list[dict]]:
+    """Scores and per-item samples from the 2 * len(items) verdicts (orders() order per item); each item
+    holds the model's `generation` and the `opponent_text` it was judged against."""
     wins = judged = flipped = unparseable = errors = 0
     samples = []
+    pair_orders = orders(opponent)
     for k, it in enumerate(items):
         pair = verdicts[2 * k : 2 * k + 2]
-        sides = [winner(o, v["letter"]) for o, v in zip(ORDERS, pair, strict=True)]
+        sides = [winner(o, v["letter"], opponent) for o, v in zip(pair_orders, pair, strict=True)]
         errors += sum(1 for v in pair if v.get("error"))
         if None in sides:
             outcome = "unparseable"
@@ -208,16 +357,21 @@ def score_pairs(items: list[dict], verdicts: list[dict]) -> tuple[dict[str, floa
             outcome = "win" if sides[0] == "model" else "loss"
             wins += outcome == "win"
         row = it["row"]
+        sample = {
+            "id": it.get("key", row["id"]),
+            "source": row["source"],
+            "prompt": it["prompt"],
+            "reference": it.get("reference"),
+        }
+        if opponent != "reference":
+            sample[opponent] = it["opponent_text"]
         samples.append(
             {
-                "id": row["id"],
-                "source": row["source"],
-                "prompt": it["instruction"],
-                "reference": it["reference"],
+                **sample,
                 "generation": it["generation"],
                 "verdicts": [
                     {"order": o, **{key: v[key] for key in VERDICT_KEYS if key in v}, "winner": s}
-                    for o, v, s in zip(ORDERS, pair, sides, strict=True)
+                    for o, v, s in zip(pair_orders, pair, sides, strict=True)
                 ],
                 "outcome": outcome,
                 "pred": outcome,
@@ -236,30 +390,52 @@ def score_pairs(items: list[dict], verdicts: list[dict]) -> tuple[dict[str, floa
     return scores, samples
 
 
-def run_judge(cfg, model, tokenizer, rows: list[dict], batch_size: int, model_dir=None):
-    """The judge family of families.run_task: `cfg` is its TaskConfig, `rows` the bench rows in order."""
+def run_judge(cfg, model, tokenizer, rows: list[dict], batch_size: int, model_dir=None, answers=None):
+    """The judge family of families.run_task: `cfg` is its TaskConfig, `rows` the bench rows in order,
+    `answers` the baseline's answers file (answers phase) when the opponent is a baseline."""
     from atlas_forge.evaluate.lm import encode_chat, generate
 
     if not rows:
         raise ValueError(f"task {cfg.name}: no bench rows")
     items = judge_items(rows, cfg)
-    prompts = [encode_chat(tokenizer, it["instruction"]) for it in items]
-    gens = generate(model, tokenizer, prompts, cfg.new_tokens, batch_size, desc=cfg.name)
+    if cfg.opponent == "baseline":
+        if not answers:
+            raise ValueError(f"task {cfg.name}: opponent baseline, but no --answers file (answers phase)")
+        baseline = read_answers(answers, items)
+        for it in items:
+            it["opponent_text"] = baseline[it["key"]]
+    else:
+        for it in items:
+            it["opponent_text"] = it["reference"]
+    prompts = [encode_chat(tokenizer, it["prompt"]) for it in items]
+    until = tuple(benchmarks.DARIJABENCH_UNTIL) if cfg.judged == "summarization" else ()
+    gens = generate(model, tokenizer, prompts, cfg.new_tokens, batch_size, desc=cfg.name, until=until,
+                    sampling=cfg.decoding.sampling())
     for it, g in zip(items, gens, strict=True):
         it["generation"] = g
     judge = make_judge(cfg.judge, batch_size, model_dir, model, tokenizer)
-    pairs = [pair_prompts(it["instruction"], it["generation"], it["reference"]) for it in items]
+    spec = cfg.judge.spec
+    pairs = [pair_prompts(it["context"], it["generation"], it["opponent_text"], spec) for it in items]
     verdicts = judge.verdicts([p for pair in pairs for p in pair])
-    scores, samples = score_pairs(items, verdicts)
+    scores, samples = score_pairs(items, verdicts, cfg.opponent)
     settings = {
         "num_fewshot": 0,
         "max_new_tokens": cfg.new_tokens,
-        "decoding": "greedy",
+        "decoding": cfg.decoding.describe(),
+        "judged": cfg.judged,
+        "opponent": cfg.opponent,
         "judge_backend": cfg.judge.backend,
         "judge_model": cfg.judge.model,
-        "judge_orders": list(ORDERS),
+        "judge_prompt": cfg.judge.prompt,
+        "judge_prompt_cite": spec.cite,
+        "judge_orders": list(orders(cfg.opponent)),
         "n_rows": len(items),
     }
+    if answers:
+        from atlas_forge.store import sha256_file
+
+        settings["baseline_model"] = cfg.baseline.model
+        settings["baseline_answers_sha256"] = sha256_file(answers)
     if cfg.judge.backend == "local":
         from atlas_forge.store import model_sha256
 

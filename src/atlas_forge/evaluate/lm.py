@@ -24,19 +24,29 @@ def resolve_device(device: str = "auto", dtype: str = "auto"):
     return dev, dt
 
 
-def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto", add_bos: bool = True):
+def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto", add_bos: bool = True,
+               revision: str | None = None, trust_remote_code: bool = False):
     """Model and tokenizer loaded as lm-eval's HF backend loads them: the tokenizer gets
     `add_bos_token` (lm-eval passes it to AutoTokenizer.from_pretrained), so whether BOS is added follows
-    the tokenizer's own rule for the model (e.g. Gemma's post-processor), not a guess of ours."""
+    the tokenizer's own rule for the model (e.g. Gemma's post-processor), not a guess of ours.
+    `revision` and `trust_remote_code` are for Hub models (a judged column's baseline, e.g. Jais-13B-Chat,
+    whose code lives in its repository)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev, dt = resolve_device(device, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, add_bos_token=add_bos)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt, attn_implementation="eager")
+    hub = {"revision": revision} if revision else {}
+    if trust_remote_code:
+        hub["trust_remote_code"] = True
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, add_bos_token=add_bos, **hub)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt, attn_implementation="eager", **hub)
     return model.to(dev).eval(), tokenizer
 
 
-def encode_chat(tokenizer, instruction: str) -> list[int]:
+def encode_chat(tokenizer, instruction: str, prompt_template: str | None = None) -> list[int]:
+    """The instruction as one user turn of the model's chat template; `prompt_template` (a text with
+    `{instruction}`) instead, for a model whose tokenizer has no chat template (Jais-13B-Chat)."""
+    if prompt_template is not None:
+        return encode_prompt(tokenizer, prompt_template.format(instruction=instruction))
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
     )
@@ -82,11 +92,17 @@ def generate(
     batch_size: int,
     desc: str = "generate",
     until: tuple[str, ...] = (),
+    sampling: dict | None = None,
 ) -> list[str]:
     """Greedy decoding, longest prompts first, left padded with a correct attention mask.
 
     As the harness: the context keeps its last (model length - max_new_tokens) tokens, generation
     stops at the model's end tokens, the text is cut at the first stop string, then stripped.
+
+    `sampling` ({seed, temperature, top_p, top_k}; None values: the model's generation_config) samples
+    instead, as the paper decodes its judged columns ("the default sampling-based decoding"). Each batch
+    reseeds torch with seed + its first position, so a rerun, or a resumed run, draws the same text for
+    the same batch size (the batches follow prompt length, so another batch size draws other text).
     """
     import torch
     from tqdm import tqdm
@@ -109,18 +125,21 @@ def generate(
             ids[k, width - len(p) :] = torch.tensor(p, dtype=torch.long)
             mask[k, width - len(p) :] = 1
 
-        def one_batch(idx=idx, ids=ids, mask=mask, width=width):
+        def one_batch(idx=idx, ids=ids, mask=mask, width=width, start=start):
+            if sampling is None:
+                decoding = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+            else:
+                torch.manual_seed(int(sampling["seed"]) + start)
+                decoding = {"do_sample": True, **{k: sampling[k] for k in ("temperature", "top_p", "top_k")
+                                                   if sampling.get(k) is not None}}
             with torch.no_grad():
                 out = model.generate(
                     input_ids=ids.to(device),
                     attention_mask=mask.to(device),
                     max_new_tokens=max_new_tokens,
-                    do_sample=False,
                     eos_token_id=stops,
                     pad_token_id=pad,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
+                    **decoding,
                 )
             texts = []
             for k in range(len(idx)):
@@ -135,6 +154,8 @@ def generate(
         # an interrupted evaluation's finished batches are reused as they are (evaluate/resume.py)
         batch = {"prompts": [prompts[i] for i in idx], "max_new_tokens": max_new_tokens, "stops": stops,
                  "pad": pad, "until": list(until)}
+        if sampling is not None:  # only then: a greedy batch keeps the key it had before sampling existed
+            batch["sampling"] = {**sampling, "start": start}
         for i, text in zip(idx, resume.cached("generate", model, batch, one_batch), strict=True):
             outputs[i] = text
         bar.update(len(idx))

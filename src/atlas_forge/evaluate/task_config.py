@@ -14,6 +14,60 @@ FAMILY_NAMES = (*benchmarks.FAMILIES, "judge")
 
 
 @dataclass
+class DecodingConfig:
+    """How a judged column's answers are decoded. The harness's tasks decode greedily; the paper decodes
+    its two judged columns with "the default sampling-based decoding" (§9): `sample: true`, and each
+    of temperature, top_p, top_k left null takes the model's own generation_config value."""
+
+    sample: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int = 1234
+
+    def validate(self, section: str) -> None:
+        if self.temperature is not None and self.temperature <= 0:
+            raise ValueError(f"{section}.temperature: must be > 0 (greedy is `sample: false`)")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"{section}.top_p: must be in (0, 1]")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"{section}.top_k: must be >= 1")
+
+    def sampling(self) -> dict | None:
+        """lm.generate's `sampling` argument: None for greedy."""
+        if not self.sample:
+            return None
+        return {"seed": self.seed, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+
+    def describe(self) -> str | dict:
+        return {"sample": True, **self.sampling()} if self.sample else "greedy"
+
+
+@dataclass
+class BaselineConfig:
+    """The model whose answers a judged task's candidate is compared with (the paper: Jais-13B-Chat for
+    DarijaAlpacaEval). Its answers are made once per task by the `answers` phase and kept as an artifact
+    (results/answers/<task>.jsonl): every evaluated model is judged against the same answers."""
+
+    model: str  # a Hub name (inceptionai/jais-13b-chat) or a local folder (models/base)
+    revision: str | None = None  # a Hub commit, for an exact twin
+    trust_remote_code: bool = False  # Jais ships its model code in its repository
+    # a text with {instruction}, for a tokenizer without a chat template; null: the chat template
+    prompt_template: str | None = None
+    max_new_tokens: int | None = None  # null: the task's
+    add_bos: bool = True
+    decoding: DecodingConfig = field(default_factory=lambda: DecodingConfig(sample=True))
+
+    def validate(self, section: str) -> None:
+        if not self.model:
+            raise ValueError(f"{section}.model: empty; name the baseline model (Hub name or local folder)")
+        if self.prompt_template is not None and "{instruction}" not in self.prompt_template:
+            raise ValueError(f"{section}.prompt_template: must contain {{instruction}}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"{section}.max_new_tokens: must be >= 1")
+
+
+@dataclass
 class TaskConfig:
     name: str
     family: str
@@ -31,6 +85,13 @@ class TaskConfig:
     rouge_tokenizer: Literal["harness", "arabic"] = "harness"
     bertscore: BertScoreConfig | None = None
     judge: Any = None  # judge.JudgeConfig for family judge
+    # family judge: what is judged (chat: instructions and answers; summarization: DarijaBench-style
+    # summarization documents, the model's summary against the reference title, Fig. 7)
+    judged: Literal["chat", "summarization"] = "chat"
+    # family judge: the other side of each pair: the row's reference answer, or the baseline's answer
+    opponent: Literal["reference", "baseline"] = "reference"
+    baseline: BaselineConfig | None = None
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)  # family judge only
 
     def validate(self, section: str) -> None:
         if self.family not in FAMILY_NAMES:
@@ -43,11 +104,22 @@ class TaskConfig:
             raise ValueError(f"{section}.max_new_tokens: must be >= 1")
         if not self.sources:
             raise ValueError(f"{section}.sources: name at least one source")
+        if self.family != "judge":
+            for key in ("baseline", "decoding", "judged", "opponent"):
+                if getattr(self, key) != getattr(TaskConfig(name="", family=""), key):
+                    raise ValueError(f"{section}.{key}: only the judge family reads it "
+                                     "(the harness's tasks decode greedily against their references)")
         if self.family == "judge":
             from atlas_forge.evaluate.judge import JudgeConfig
 
             if self.judge is None:
                 raise ValueError(f"{section}.judge: the judge family needs a judge")
+            if (self.opponent == "baseline") != (self.baseline is not None):
+                raise ValueError(f"{section}.baseline: set it exactly when opponent is baseline "
+                                 f"(opponent: {self.opponent})")
+            if self.judged == "summarization" and self.opponent != "reference":
+                raise ValueError(f"{section}.opponent: summaries are judged against the reference titles "
+                                 "(the paper's Fig. 7)")
             if isinstance(self.judge, dict):
                 from atlas_forge import config
 

@@ -5,8 +5,10 @@ entry each, so neither task module imports the other.
 from __future__ import annotations
 
 
-def run(cfg, model, tokenizer, df, fewshot_df, batch_size: int, model_dir=None) -> tuple[dict, list, dict]:
-    """(scores, samples, settings) for one task on one model, by its family."""
+def run(cfg, model, tokenizer, df, fewshot_df, batch_size: int, model_dir=None, answers=None
+        ) -> tuple[dict, list, dict]:
+    """(scores, samples, settings) for one task on one model, by its family; `answers`: a judged task's
+    baseline answers (answers phase)."""
     from atlas_forge.evaluate import families
 
     if cfg.family != "judge":
@@ -14,6 +16,7 @@ def run(cfg, model, tokenizer, df, fewshot_df, batch_size: int, model_dir=None) 
     from atlas_forge.evaluate.judge import run_judge
 
     rows, settings = families.task_rows(cfg, df)
-    scores, samples, extra = run_judge(cfg, model, tokenizer, rows, batch_size, model_dir=model_dir)
+    scores, samples, extra = run_judge(cfg, model, tokenizer, rows, batch_size, model_dir=model_dir,
+                                     answers=answers)
     return scores, samples, {**settings, **extra}
 
