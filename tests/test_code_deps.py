@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from atlas_forge import imports
+from atlas_forge import imports, phases
 
 from .conftest import ROOT, SNAKEMAKE, copy_build, sh
 
@@ -111,7 +111,12 @@ def test_editing_any_module_replans_exactly_its_importers(default_build, tmp_pat
     root = copy_build(default_build, tmp_path / "repo")
     closures = rule_closures(root)
     after = downstream(root)
-    assert set(closures) == set(after) - {"all"}, "every rule names its code closure"
+    # a rule with no job in the default build (answers: only a task judged against a baseline has one)
+    # is in no plan; its code is still in its DVC stage's deps
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    idle = {rule for rule in closures
+            if rule in phases.MODULES and not phases.contract(rule).job_wildcards(params)}
+    assert set(closures) - idle == set(after) - {"all"}, "every rule names its code closure"
     stage_deps = {name: set(stage.get("deps", [])) for name, stage in
                   yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"].items()}
     modules = sorted(p.relative_to(root).as_posix() for p in (root / "src" / "atlas_forge").rglob("*.py"))
@@ -123,7 +128,7 @@ def test_editing_any_module_replans_exactly_its_importers(default_build, tmp_pat
     wrong = []
     for rel in modules:
         importers = {rule for rule, (_, code) in closures.items() if rel in code}
-        expected = importers | {d for rule in importers for d in after[rule]}
+        expected = (importers - idle) | {d for rule in importers - idle for d in after[rule]}
         if set(plans[rel]) != expected:
             wrong.append(f"{rel}: planned {plans[rel]}, importers and dependants {sorted(expected)}")
         stages = {stage for stage, deps in stage_deps.items() if rel in deps}

@@ -95,7 +95,7 @@ def params(default_params, request):
 def test_every_phase_has_a_job_in_the_default_or_its_overlay(default_params):
     for name, c in CONTRACTS.items():
         if name in OVERLAY_FOR:
-            assert not c.job_wildcards(default_params), f"{name} has jobs in params.yaml now: drop its overlay"
+            assert not c.job_wildcards(default_params), f"{name}: jobs in params.yaml now (drop its overlay)"
         else:
             assert c.job_wildcards(default_params), f"{name}: no job in params.yaml (name an overlay)"
 

@@ -46,7 +46,8 @@ def instruction_rows(n: int) -> list[dict]:
     """DarijaAlpacaEval as released: instructions only, no reference answers."""
     return [
         records.make_record("darija_alpacaeval", f"q{i}", "chat",
-                            [{"role": "user", "content": f"{WORDS[i]} {WORDS[i + 3]} علاش؟ {i}"}], "ary_Arab", {})
+                            [{"role": "user", "content": f"{WORDS[i]} {WORDS[i + 3]} علاش؟ {i}"}],
+                            "ary_Arab", {})
         for i in range(n)
     ]
 
@@ -81,9 +82,11 @@ def fields(prompt: str, spec) -> tuple[str, str, str]:
 
 def alpaca_task(server_url: str, **extra) -> dict:
     return {
-        "name": "darija_alpacaeval", "family": "judge", "column": "alpaca_eval", "sources": ["darija_alpacaeval"],
+        "name": "darija_alpacaeval", "family": "judge", "column": "alpaca_eval",
+        "sources": ["darija_alpacaeval"],
         "max_new_tokens": 8, "decoding": {"sample": True, "seed": 7},
-        "judge": {"backend": "openai", "model": "stand-in", "base_url": server_url, "prompt": "atlas-chat-fig6",
+        "judge": {"backend": "openai", "model": "stand-in", "base_url": server_url,
+                  "prompt": "atlas-chat-fig6",
                   "max_retries": 0, "timeout_s": 10, "concurrency": 2},
         "opponent": "baseline",
         "baseline": {"model": "", "max_new_tokens": 8, "decoding": {"sample": True, "seed": 11}},
@@ -105,7 +108,8 @@ def make_answers(tmp_path, task: dict, model_dir, data: str) -> str:
 def test_paper_verdicts_parse_strictly():
     for spec in (FIG6, FIG7):
         for ok, want in [("A", "a"), (" b ", "b"), ("[A]", "a"), ("**B**", "b"), ("(A).", "a"),
-                         ("Better Answer: A", "a"), ("Better Summary: [B]", "b"), ("**Better Answer:** B", "b")]:
+                         ("Better Answer: A", "a"), ("Better Summary: [B]", "b"),
+                         ("**Better Answer:** B", "b")]:
             assert parse_verdict(ok, spec) == want, ok
         for bad in ["", "AB", "A or B", "I prefer A", "C", "A\nbecause", "Better Answer: C", None]:
             assert parse_verdict(bad, spec) is None, bad
@@ -251,7 +255,7 @@ def test_summarization_judge_against_references(tmp_path, tiny, make_server, jud
 
 def test_judged_task_config_errors_name_the_key():
     base = {"name": "t", "family": "judge", "sources": ["s"], "judge": {"backend": "openai", "model": "m"}}
-    with pytest.raises(ValueError, match=r"evaluate.tasks\[t\].baseline: set it exactly when opponent is baseline"):
+    with pytest.raises(ValueError, match=r"tasks\[t\].baseline: set it exactly when opponent is baseline"):
         config.parse(TaskConfig, {**base, "opponent": "baseline"}, "evaluate.tasks[t]")
     with pytest.raises(ValueError, match=r"\.judge\.prompt: 'fig6' is not one of"):
         config.parse(TaskConfig, {**base, "judge": {**base["judge"], "prompt": "fig6"}}, "evaluate.tasks[t]")
@@ -260,6 +264,8 @@ def test_judged_task_config_errors_name_the_key():
                                   "decoding": {"sample": True}}, "evaluate.tasks[t]")
     with pytest.raises(ValueError, match=r"\.baseline\.prompt_template: must contain \{instruction\}"):
         config.parse(TaskConfig, {**base, "opponent": "baseline",
-                                  "baseline": {"model": "m", "prompt_template": "no slot"}}, "evaluate.tasks[t]")
+                                  "baseline": {"model": "m", "prompt_template": "no slot"}},
+                     "evaluate.tasks[t]")
     with pytest.raises(ValueError, match=r"\.decoding\.temperature: must be > 0"):
-        config.parse(TaskConfig, {**base, "decoding": {"sample": True, "temperature": 0}}, "evaluate.tasks[t]")
+        config.parse(TaskConfig, {**base, "decoding": {"sample": True, "temperature": 0}},
+                     "evaluate.tasks[t]")
