@@ -18,7 +18,9 @@ is on one side; sides do not depend on weights, and copies of a row share its si
 up-weighted row keep its id: they are the same record, seen more often.
 
 The card counts rows and tokens per source and per task; tokens are whitespace-separated words
-of all message contents (a tokenizer-free measure, comparable across models).
+of all message contents (a tokenizer-free measure, comparable across models). With
+`subset_reference` (SubsetReference) it also compares rows per meta.subset with published counts, and
+with a paper's whole table (Atlas-Chat's Table 1): every table row, the subset keys mapped into it.
 """
 
 from __future__ import annotations
