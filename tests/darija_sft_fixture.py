@@ -48,7 +48,9 @@ def _chat(*turns: str) -> list[dict]:
 
 
 def rows() -> list[dict]:
-    """Rows of four subsets; `expected` in tests follows from them."""
+    """Rows of five subsets (`dataset` values of the released mixture: doda, msda, mac, tulu; and
+    wikipedia, configs/reference/atlas-chat-table1.yaml's unverified guess for MW-QA); `expected` in
+    tests follows from them."""
     out = []
     for i in range(6):
         out.append(
@@ -66,7 +68,7 @@ def rows() -> list[dict]:
     for i in range(4):
         out.append(
             {
-                "dataset": "sentiment",
+                "dataset": "msda" if i < 2 else "mac",  # two keys of Table 1's one Sentiment Analysis row
                 "id": f"sent-{i}",
                 "direction": None,
                 "messages": _chat(f"شنو الإحساس ديال هاد التعليق رقم {i}؟ الماكلة كانت زوينة بزاف", "إيجابي"),

@@ -18,12 +18,15 @@ is on one side; sides do not depend on weights, and copies of a row share its si
 up-weighted row keep its id: they are the same record, seen more often.
 
 The card counts rows and tokens per source and per task; tokens are whitespace-separated words
-of all message contents (a tokenizer-free measure, comparable across models).
+of all message contents (a tokenizer-free measure, comparable across models). With
+`subset_reference` (SubsetReference) it also compares rows per meta.subset with published counts, and
+with a paper's whole table (Atlas-Chat's Table 1): every table row, the subset keys mapped into it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -50,8 +53,9 @@ class MixtureConfig:
     test_fraction: float
     weights: dict[str, float] = field(default_factory=dict)
     caps: dict[str, int] = field(default_factory=dict)
-    # a YAML file {subsets: {name: rows}} of published per-subset counts (e.g. the paper's Table 1);
-    # the card compares the mixture's rows per meta.subset with it. "": no comparison
+    # a YAML file of published counts (SubsetReference: per-subset counts, and optionally a paper's whole
+    # table with a map from subset keys to its rows, e.g. Atlas-Chat's Table 1); the card compares the
+    # mixture's rows per meta.subset with it. "": no comparison
     subset_reference: str = ""
     # train on these sources only ([]: all the rule gives); rules/common.smk builds only those
     sources: list[str] = field(default_factory=list)
@@ -282,9 +286,11 @@ def build_card(
     checked: list[str] | None = None,
     truncation: dict | None = None,
     subsets: dict | None = None,
+    table1: dict | None = None,
 ) -> dict:
     """`checked`: sources this phase itself checked (its own rejects appear with 0 for them);
-    `truncation`: what the max_length check used; `subsets`: subset_counts()."""
+    `truncation`: what the max_length check used; `subsets`: subset_counts(); `table1`:
+    table1_section()."""
     reject_counts: dict = defaultdict(lambda: defaultdict(dict))
     per_source: dict = defaultdict(lambda: {"train_rows": 0, "test_rows": 0, "rejected": {}})
     # every source a reject table was given for appears, with 0 where nothing was rejected
@@ -325,6 +331,8 @@ def build_card(
         }
     if subsets is not None:
         extra["subsets"] = subsets
+    if table1 is not None:
+        extra["table1"] = table1
     return {
         "sources": sources,
         **extra,
@@ -405,6 +413,8 @@ def card_markdown(card: dict) -> str:
             "|---|---:|",
         ]
         lines += [f"| {src} | {n} |" for src, n in t["rejected"].items()]
+    if card.get("table1"):
+        lines += table1_markdown(card["table1"])
     if card.get("subsets"):
         sub = card["subsets"]
         ref = sub.get("reference") or {}
@@ -434,17 +444,122 @@ def _subsets(df: pl.DataFrame) -> pl.Series:
     return df.select(pl.col("meta").str.json_decode(_SUBSET).struct.field("subset"))["subset"]
 
 
-def subset_counts(train: pl.DataFrame, test: pl.DataFrame, reference: dict | None) -> dict | None:
-    """Rows per meta.subset (already-Darija chat keeps its `dataset` there) against a reference
-    {subsets: {name: rows}, cite: ...}; None when no row has a subset and there is no reference."""
-    counts: dict[str, dict] = {}
+@dataclass(frozen=True)
+class Table1Row:
+    """One row of a paper's composition table: its name, section, published row count, sources."""
+
+    name: str
+    section: str
+    rows: int
+    sources: str = ""
+
+    def validate(self, section: str) -> None:
+        if self.rows < 0:
+            raise ConfigError(f"{section}.rows: {self.rows} is negative (a row count)")
+
+
+@dataclass(frozen=True)
+class Table1:
+    """A paper's whole composition table (Atlas-Chat's Table 1): rows in the paper's order, total."""
+
+    cite: str
+    total: int
+    rows: dict[str, Table1Row]
+
+    def validate(self, section: str) -> None:
+        if not self.rows:
+            raise ConfigError(f"{section}.rows: no rows")
+        bad = [k for k in self.rows if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{section}.rows: key {bad[0]!r} is not a string")
+        if self.total < 0:
+            raise ConfigError(f"{section}.total: {self.total} is negative (a row count)")
+        got = sum(r.rows for r in self.rows.values())
+        if got != self.total:
+            raise ConfigError(f"{section}.total: {self.total}, but {section}.rows sum to {got}")
+
+
+@dataclass(frozen=True)
+class SubsetReference:
+    """mixture.subset_reference: published counts the mixture card compares with.
+
+    `subsets`: per subset key (a meta.subset value) its published row count, or null;
+    `table1` and `subset_map`: a paper's whole table, and for each subset key the table row(s) its rows
+    belong to. A key mapped to several rows ties them into one group, compared on their sum."""
+
+    cite: str = ""
+    subsets: dict[str, int | None] = field(default_factory=dict)
+    table1: Table1 | None = None
+    subset_map: dict[str, str | list[str]] = field(default_factory=dict)
+    path: str = ""  # the file it was read from (set by load_reference, not a key of the file)
+
+    def validate(self, section: str) -> None:
+        for name, table in (("subsets", self.subsets), ("subset_map", self.subset_map)):
+            bad = [k for k in table if not isinstance(k, str)]
+            if bad:
+                raise ConfigError(f"{section}.{name}: key {bad[0]!r} is not a string (quote it)")
+        for key, n in self.subsets.items():
+            if n is not None and n < 0:
+                raise ConfigError(f"{section}.subsets.{key}: {n} is negative (a row count)")
+        if self.subset_map and self.table1 is None:
+            raise ConfigError(f"{section}.subset_map: maps subset keys to table rows, but there is no table1")
+        for key, rows in self.targets().items():
+            if not rows:
+                raise ConfigError(f"{section}.subset_map.{key}: maps to no Table 1 row")
+            if len(set(rows)) != len(rows):
+                raise ConfigError(f"{section}.subset_map.{key}: names a row twice: {rows}")
+            for row in rows:
+                if row not in self.table1.rows:
+                    raise ConfigError(f"{section}.subset_map.{key}: {row!r} is not a row of table1.rows "
+                                      f"(rows: {', '.join(self.table1.rows)})")
+
+    def targets(self) -> dict[str, list[str]]:
+        """subset key -> the Table 1 row ids it maps to."""
+        return {k: [v] if isinstance(v, str) else list(v) for k, v in self.subset_map.items()}
+
+
+def load_reference(path: str) -> SubsetReference:
+    """The reference file, typed and checked: errors name the file and the key."""
+    import yaml
+
+    from atlas_forge.config import parse
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {type(raw).__name__}")
+    if "path" in raw:
+        raise ConfigError(f"{path}: path: unknown key (the file's own path is set when it is read)")
+    top = "\x00"  # the file's top level: key paths in messages start below it ("table1.total: ...")
+    try:
+        ref = parse(SubsetReference, raw, top)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {str(e).replace(top + '.', '')}") from None
+    return dataclasses.replace(ref, path=str(path))
+
+
+def _key_counts(train: pl.DataFrame, test: pl.DataFrame) -> dict[str | None, dict[str, int]]:
+    """{meta.subset (None: rows without one): {"train": n, "test": n}}."""
+    counts: dict[str | None, dict[str, int]] = {}
     for name, df in (("train", train), ("test", test)):
         if not df.height:
             continue
-        for sub, n in _subsets(df).drop_nulls().value_counts().iter_rows():
+        for sub, n in _subsets(df).value_counts().iter_rows():
             counts.setdefault(sub, {"train": 0, "test": 0})[name] = n
-    ref_counts = (reference or {}).get("subsets") or {}
-    if not counts and not reference:
+    return counts
+
+
+def subset_counts(train: pl.DataFrame, test: pl.DataFrame, reference: SubsetReference | None) -> dict | None:
+    """Rows per meta.subset (already-Darija chat keeps its `dataset` there) against the reference's
+    per-key counts; None when no row has a subset and there is no reference."""
+    counts = {k: v for k, v in _key_counts(train, test).items() if k is not None}
+    ref_counts = reference.subsets if reference else {}
+    if not counts and reference is None:
         return None
     out = {}
     for sub in sorted(set(counts) | set(ref_counts)):
@@ -452,19 +567,133 @@ def subset_counts(train: pl.DataFrame, test: pl.DataFrame, reference: dict | Non
         rows = c["train"] + c["test"]
         r = ref_counts.get(sub)
         out[sub] = {**c, "rows": rows, "reference": r, "diff": None if r is None else rows - r}
-    meta = {k: v for k, v in (reference or {}).items() if k != "subsets"}
-    return {"counts": out, "reference": meta or None}
+    meta = {"cite": reference.cite, "path": reference.path} if reference else None
+    return {"counts": out, "reference": meta}
 
 
-def load_reference(path: str) -> dict:
-    import yaml
+def table1_section(train: pl.DataFrame, test: pl.DataFrame, reference: SubsetReference | None) -> dict | None:
+    """The mixture against the reference's whole table: every table row (0 when the mixture has none
+    of it), the sum of the subset keys mapped to it, per split; rows tied by a key mapped to several of
+    them compared as one group (no per-row split is guessed); subset keys mapped to no row, and rows
+    without a subset, on their own lines; the total. The lines add up to the mixture's rows."""
+    if reference is None or reference.table1 is None:
+        return None
+    t1 = reference.table1
+    counts = _key_counts(train, test)
+    targets = reference.targets()
 
-    with open(path, encoding="utf-8") as fh:
-        ref = yaml.safe_load(fh) or {}
-    subs = ref.get("subsets")
-    if not isinstance(subs, dict) or not all(v is None or isinstance(v, int) for v in subs.values()):
-        raise ValueError(f"{path}: field 'subsets' must map subset names to row counts (or null)")
-    return {**ref, "path": path}
+    def tally(keys) -> dict:
+        tr = sum(counts.get(k, {}).get("train", 0) for k in keys)
+        te = sum(counts.get(k, {}).get("test", 0) for k in keys)
+        return {"train": tr, "test": te, "mixture": tr + te}
+
+    def key_rows(keys) -> dict[str, int]:
+        return {k: tally([k])["mixture"] for k in sorted(keys)}
+
+    # groups: table rows tied together by a key that maps to several of them (union-find)
+    parent = {r: r for r in t1.rows}
+
+    def root(r: str) -> str:
+        while parent[r] != r:
+            r = parent[r]
+        return r
+
+    for rows in targets.values():
+        for r in rows[1:]:
+            parent[root(r)] = root(rows[0])
+    members: dict[str, list[str]] = defaultdict(list)
+    for r in t1.rows:  # the table's order
+        members[root(r)].append(r)
+    group_id = {r: "+".join(members[root(r)]) for r in t1.rows}
+
+    rows_out, accounted = [], 0
+    for rid, row in t1.rows.items():
+        keys = [k for k, rs in targets.items() if rid in rs]
+        entry = {"id": rid, "name": row.name, "section": row.section, "sources": row.sources,
+                 "paper": row.rows, "keys": key_rows(keys)}
+        if len(members[root(rid)]) > 1:
+            entry |= {"group": group_id[rid], "train": None, "test": None, "mixture": None, "diff": None}
+        else:
+            c = tally(keys)
+            accounted += c["mixture"]
+            entry |= {"group": None, **c, "diff": c["mixture"] - row.rows}
+        rows_out.append(entry)
+    groups = []
+    for first, rids in members.items():
+        if len(rids) < 2:
+            continue
+        keys = [k for k, rs in targets.items() if root(rs[0]) == first]
+        c = tally(keys)
+        accounted += c["mixture"]
+        paper = sum(t1.rows[r].rows for r in rids)
+        groups.append({
+            "id": "+".join(rids), "name": " + ".join(t1.rows[r].name for r in rids), "rows": rids,
+            "section": ", ".join(dict.fromkeys(t1.rows[r].section for r in rids)),
+            "paper": paper, "keys": key_rows(keys),
+            "shared_keys": sorted(k for k in keys if len(targets[k]) > 1),
+            **c, "diff": c["mixture"] - paper,
+        })
+    unmapped = []
+    for key in sorted(k for k in counts if k is not None and k not in targets):
+        c = tally([key])
+        accounted += c["mixture"]
+        unmapped.append({"key": key, **c})
+    no_subset = None
+    if None in counts:
+        no_subset = tally([None])
+        accounted += no_subset["mixture"]
+    total = {"paper": t1.total, "train": train.height, "test": test.height,
+             "mixture": train.height + test.height, "diff": train.height + test.height - t1.total}
+    if accounted != total["mixture"]:
+        raise RuntimeError(f"mixture: Table 1 lines count {accounted} rows, the mixture {total['mixture']}")
+    return {"cite": t1.cite, "path": reference.path, "rows": rows_out, "groups": groups,
+            "unmapped": unmapped, "no_subset": no_subset, "total": total}
+
+
+def table1_markdown(t: dict) -> list[str]:
+    def cell(v) -> str:
+        return "" if v is None else str(v)
+
+    def keys(k: dict) -> str:
+        return ", ".join(f"{name} {n}" for name, n in k.items()) or "-"
+
+    lines = [
+        "",
+        "## Table 1 of the paper against this mixture",
+        "",
+        f"Reference: {t['cite']} ({t['path']}). A row's mixture count sums the rows (train + test) whose "
+        "meta.subset maps to it (the reference file's subset_map); rows that share a subset key are "
+        "compared as one group; subset keys that map to no row, and rows without a subset, have their "
+        "own lines, so the lines add up to the total.",
+        "",
+        "| Table 1 row | section | paper rows | train | test | mixture rows | mixture - paper "
+        "| subset keys (mixture rows) | paper's sources |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    names = {g["id"]: g["name"] for g in t["groups"]}
+    for r in t["rows"]:
+        src = r["sources"].replace("|", "/")
+        if r["group"] is not None:
+            lines.append(f"| {r['name']} | {r['section']} | {r['paper']} | | | in group: {names[r['group']]} "
+                         f"| | {keys(r['keys'])} | {src} |")
+        else:
+            lines.append(f"| {r['name']} | {r['section']} | {r['paper']} | {r['train']} | {r['test']} "
+                         f"| {r['mixture']} | {r['diff']:+d} | {keys(r['keys'])} | {src} |")
+    for g in t["groups"]:
+        shared = ", ".join(g["shared_keys"])
+        lines.append(f"| group: {g['name']} ({shared} in several rows) | {g['section']} | {g['paper']} "
+                     f"| {g['train']} | {g['test']} | {g['mixture']} | {g['diff']:+d} "
+                     f"| {keys(g['keys'])} | |")
+    for u in t["unmapped"]:
+        lines.append(f"| not in Table 1: {u['key']} | | | {u['train']} | {u['test']} | {u['mixture']} | "
+                     f"| {u['key']} {u['mixture']} | |")
+    if t["no_subset"]:
+        n = t["no_subset"]
+        lines.append(f"| no meta.subset | | | {n['train']} | {n['test']} | {n['mixture']} | | - | |")
+    tot = t["total"]
+    lines.append(f"| Total | | {tot['paper']} | {tot['train']} | {tot['test']} | {tot['mixture']} "
+                 f"| {tot['diff']:+d} | | |")
+    return lines
 
 
 CONTRACT = Phase(
@@ -516,6 +745,7 @@ def run_cli(args: argparse.Namespace, job) -> None:
         train, test, steps, pl.concat([rejects, own_rejects]), files, args.params.get("mixture", {}),
         reject_files=list(args.rejects), checked=sources, truncation=truncation,
         subsets=subset_counts(train, test, reference),
+        table1=table1_section(train, test, reference),
     )
     if getattr(args, "set_stats", None):
         # sets built from raw text (generate phase): rows in, generated, rejected by reason, mixed
