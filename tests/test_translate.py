@@ -216,9 +216,9 @@ def test_shared_string_of_failed_sample_is_asked_again(tmp_path, server):
 
 def test_parse_answer():
     # the paper's answer shape (Fig. 3): the original after [[Original]], then the translated JSON list
-    paper = ('[[Original]]\n[{"role": "user", "content": "Hi [[Translation]]"}]\n\n[[Translation]]\n'
-             '[{"role": "user", "content": "أ"}, {"role": "assistant", "content": "ب"}]')
-    assert parse_answer(paper.replace(" [[Translation]]", ""), 2) == ["أ", "ب"]
+    paper = ('[[Original]]\n[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]\n\n'
+             '[[Translation]]\n[{"role": "user", "content": "أ"}, {"role": "assistant", "content": "ب"}]')
+    assert parse_answer(paper, 2) == ["أ", "ب"]
     assert parse_answer('[[Translation]]\n["أ", "ب"]\n', 2) == ["أ", "ب"]
     assert parse_answer('```json\n[{"content": "أ"}]\n```', 1) == ["أ"]
     for text, n in [("[", 1), ('"x"', 1), ('["a", null]', 2), ('["a"]', 2), ('[{"role": "user"}]', 1),
