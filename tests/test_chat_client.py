@@ -168,7 +168,7 @@ def test_translate_backend_maps_outcomes(make_server):
     from atlas_forge.translate.backends import OpenAIBackend
 
     def respond(prompt, n):
-        texts = json.loads(prompt.split("[[Original]]")[1].split("[[Translation]]")[0])
+        texts = [m["content"] for m in json.loads(prompt.split("[Source Text]\n", 1)[1])]  # Fig. 3's source
         head = texts[0]
         if head == "bad status":
             return 400, {}, ""

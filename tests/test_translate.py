@@ -47,28 +47,42 @@ def chat(key, user, answer=ANSWER_EN, subset=None):
 
 
 class Server(FakeChatServer):
-    """A translation endpoint; `behave(texts, n)` may override the answer for request n (its texts
-    are the JSON list between [[Original]] and [[Translation]])."""
+    """A translation endpoint answering as the paper's Fig. 3 prompt asks: [[Original]], then
+    [[Translation]] and the source's JSON list of messages with each 'content' translated. `behave(texts,
+    n)` may override the answer for request n (its texts are the 'content' fields of the JSON list after
+    the prompt's [Source Text] tag)."""
 
     def __init__(self):
-        self.requests, self.behave = [], None
+        self.requests, self.sources, self.behave = [], [], None
         super().__init__(self._answer)
 
     def record(self, prompt):
         super().record(prompt)
+        self.sources.append(self._source(prompt))
         self.requests.append(self._texts(prompt))
 
     @staticmethod
-    def _texts(prompt):
-        return json.loads(prompt.split("[[Original]]")[1].split("[[Translation]]")[0])
+    def _source(prompt):
+        return json.loads(prompt.split("[Source Text]\n", 1)[1])
+
+    @classmethod
+    def _texts(cls, prompt):
+        return [m["content"] for m in cls._source(prompt)]
+
+    @classmethod
+    def paper_answer(cls, prompt, translate):
+        source = cls._source(prompt)
+        out = [{**m, "content": translate(m["content"])} for m in source]
+        return (f"[[Original]]\n{json.dumps(source, ensure_ascii=False)}\n\n"
+                f"[[Translation]]\n{json.dumps(out, ensure_ascii=False, indent=2)}")
 
     def _answer(self, prompt, n):
         texts = self._texts(prompt)
         out = self.behave(texts, n) if self.behave else None
         if out is None:
-            return 200, {}, json.dumps([TO_DARIJA.get(t, "هادي جملة بالدارجة") for t in texts])
+            return 200, {}, self.paper_answer(prompt, lambda t: TO_DARIJA.get(t, "هادي جملة بالدارجة"))
         if out[0] == "sleep":  # slow, then right
-            return "sleep", out[1], json.dumps([TO_DARIJA[t] for t in texts])
+            return "sleep", out[1], self.paper_answer(prompt, TO_DARIJA.__getitem__)
         return out
 
     def texts(self):
@@ -176,8 +190,9 @@ def test_openai_malformed_answers_are_rejected(tmp_path, server):
     reasons = dict(zip(rejected["id"], rejected["reason"], strict=True))
     assert reasons[rows[0]["id"]] == "malformed: answer is not JSON"
     assert reasons[rows[1]["id"]] == "malformed: answer has 1 items, expected 2"
-    assert reasons[rows[2]["id"]] == "malformed: answer list holds non-strings"
-    assert reasons[rows[3]["id"]] == "malformed: answer list holds empty strings"
+    assert reasons[rows[2]["id"]] == ("malformed: answer list holds items that are neither strings nor "
+                                      "{'content': string}")
+    assert reasons[rows[3]["id"]] == "malformed: answer list holds empty translations"
     assert reasons[rows[4]["id"]] == "malformed: answer is a JSON dict, not a list"
     assert kept["id"].to_list() == [rows[5]["id"]]
     # nothing malformed was cached: a rerun asks again for exactly those texts
@@ -200,11 +215,117 @@ def test_shared_string_of_failed_sample_is_asked_again(tmp_path, server):
 
 
 def test_parse_answer():
+    # the paper's answer shape (Fig. 3): the original after [[Original]], then the translated JSON list
+    paper = ('[[Original]]\n[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]\n\n'
+             '[[Translation]]\n[{"role": "user", "content": "أ"}, {"role": "assistant", "content": "ب"}]')
+    assert parse_answer(paper, 2) == ["أ", "ب"]
     assert parse_answer('[[Translation]]\n["أ", "ب"]\n', 2) == ["أ", "ب"]
-    assert parse_answer('```json\n["أ"]\n```', 1) == ["أ"]
-    for text, n in [("[", 1), ('"x"', 1), ('["a", null]', 2), ('["a"]', 2)]:
+    assert parse_answer('```json\n[{"content": "أ"}]\n```', 1) == ["أ"]
+    for text, n in [("[", 1), ('"x"', 1), ('["a", null]', 2), ('["a"]', 2), ('[{"role": "user"}]', 1),
+                    ('[{"content": " "}]', 1), ("[[Original]]\n[]\n[[Translation]]\nسلام", 1)]:
         with pytest.raises(MalformedAnswer):
             parse_answer(text, n)
+
+
+# Fig. 3 of the paper (App. B.3.2), typed here from the paper, not from the code's constant
+FIG3_LINES = [
+    "Translate the 'content' field in the paragraph after [Source Text] to Moroccan dialect (Darija - Arabic "
+    "alphabet) while following these guidelines:",
+    "- Keep the format of the original text (list of json).",
+    "- If a word is usually not used in Arabic, use its French equivalent.",
+    "- Do not include any introduction or explanation after the translation, only the translation.",
+    "- If there is a given context, example or question translate it as well.",
+    "- Whenever you come across code contexts or technical words, keep them in English.",
+    "- Whenever you come across literature, or example or question, translate it to Moroccan.",
+    "- If the text is culturaly not accepted for Morrocans, change it to a more acceptable one.",
+    "- Do not answer the request in the source text.",
+    "- Write first the original text after the tag [[Original]] and then the translation after the tag "
+    "[[Translation]].",
+    "",
+    "[Source Text]",
+]
+
+
+def test_prompt_sent_is_the_papers_fig3(tmp_path, server):
+    rows = [chat("a", ENGLISH[0]), chat("b", ENGLISH[1])]  # both end with ANSWER_EN: asked for once
+    df = records.from_rows(rows)
+    kept, _, _ = run(config(tmp_path, url=server.url, openai={"concurrency": 1}))(df)
+    assert kept.height == 2 and len(server.prompts) == 2
+    for prompt in server.prompts:
+        head, source = prompt.split("[Source Text]\n", 1)
+        assert (head + "[Source Text]").split("\n") == FIG3_LINES
+    # the source: the sample's messages not yet translated, in TÜLU's messages format (Fig. 2)
+    assert server.sources == [[{"role": "user", "content": ENGLISH[0]},
+                               {"role": "assistant", "content": ANSWER_EN}],
+                              [{"role": "user", "content": ENGLISH[1]}]]
+
+
+def test_app_b_fixes_each_applied_and_counted(tmp_path, server):
+    """Each fix of App. B.3.1/B.3.3 on its own sample; every drop is a reject with its reason, counted."""
+    keyword_src = "Write a short answer about the weather in Fes in the spring."
+    keyword_out = ("### Response: الجو ففاس فالربيع كيكون زوين بزاف، الشمس كاينة والسما صافية، وكيبان "
+                   "ليك Inputs ديال الناس فالسوق. Answer")
+    english_src = "Tell me a short story about a cat that lives in a big library."
+    english_ans = "Once upon a time, a grey cat slept every night between the old history books."
+    stays = "This stays in English because the translator failed to translate it at all."
+    out = {keyword_src: keyword_out, english_src: stays, english_ans: stays + " Again."}
+    server.behave = lambda texts, n: (200, {}, json.dumps([out.get(t, TO_DARIJA.get(t, "هادي جملة بالدارجة"))
+                                                           for t in texts]))
+    names = ["ok", "sci", "sci_part", "empty", "translate", "translation", "not_en", "not_ar", "low_ar",
+             "keyword"]
+    rows = [chat("ok", ENGLISH[0]),
+            chat("sci", ENGLISH[1], subset="science"),
+            chat("sci_part", ENGLISH[2], subset="science.scifact_json"),
+            chat("empty", ENGLISH[3], answer=""),
+            chat("translate", "Can you translate this short sentence into French for me, please?"),
+            chat("translation", "What is the best translation app to use on a long trip abroad?"),
+            chat("not_en", "Quelle est la meilleure saison pour visiter la ville de Marrakech ?"),
+            chat("not_ar", english_src, answer=english_ans),   # top-1 not Arabic
+            chat("low_ar", english_src),                       # top-1 Arabic, below 0.80
+            chat("keyword", keyword_src)]
+    df = records.from_rows(rows)
+    cfg = config(tmp_path, url=server.url,
+                 postfilter={"keyword_replacements": {"Response": "الجواب"},
+                             "report_keywords": ["Input", "Response", "Answer"]})
+    kept, rejected, stats = run(cfg)(df)
+    check_counts(df, kept, rejected)
+    reasons = dict(zip(rejected["id"], rejected["reason"], strict=True))
+    by_key = {name: r["id"] for name, r in zip(names, rows, strict=True)}
+    assert reasons[by_key["sci"]] == "prefilter: subset science"
+    assert reasons[by_key["sci_part"]] == "prefilter: subset science.scifact_json"
+    assert reasons[by_key["empty"]] == "prefilter: empty message"
+    assert reasons[by_key["translate"]] == "prefilter: pattern 'translate '"
+    assert reasons[by_key["translation"]] == "prefilter: pattern ' translation '"
+    assert reasons[by_key["not_en"]].startswith("prefilter: langid not English (top-1 fr")
+    assert reasons[by_key["not_ar"]].startswith("postfilter: langid not Arabic script (top-1 en")
+    low = reasons[by_key["low_ar"]]
+    assert low.startswith("postfilter: langid not Arabic script (top-1 ar p=") and float(low[-5:-1]) < 0.8
+    assert stats["reasons"] == {"postfilter: langid not Arabic script": 2, "prefilter: empty message": 1,
+                                "prefilter: langid not English": 1, "prefilter: pattern ' translation '": 1,
+                                "prefilter: pattern 'translate '": 1, "prefilter: subset science": 1,
+                                "prefilter: subset science.scifact_json": 1}
+    assert sorted(kept["id"]) == sorted([by_key["ok"], by_key["keyword"]])
+    text = {r["id"]: r["messages"][0]["content"] for r in kept.iter_rows(named=True)}[by_key["keyword"]]
+    # the keyword is replaced as a whole word; "Inputs" is not "Input"; "Answer" has no replacement set
+    assert text.startswith("### الجواب: الجو ففاس") and "Response" not in text
+    assert "Inputs" in text and text.endswith(" Answer")
+    assert stats["keywords_left"] == {"Answer": 1}
+    # the prompt never saw the dropped samples
+    assert set(server.texts()) == {ENGLISH[0], ANSWER_EN, english_src, english_ans, keyword_src}
+
+
+def test_replace_keywords_whole_words_longest_first():
+    from atlas_forge.translate import PAPER_KEYWORDS, keywords_left, replace_keywords
+
+    assert PAPER_KEYWORDS == ("Input", "Output", "Response", "Answer", "Instructions", "Hypothesis",
+                              "Additional Context")
+    repl = {"Context": "س", "Additional Context": "سياق إضافي", "Input": "المدخل"}
+    assert replace_keywords("Additional Context: x. Context: y. Input: InputStream", repl) == (
+        "سياق إضافي: x. س: y. المدخل: InputStream")
+    assert replace_keywords("بلا حتى كلمة", {}) == "بلا حتى كلمة"
+    left = keywords_left(["### Response: ok", "Hypothesis"], list(PAPER_KEYWORDS))
+    assert left == {"Response", "Hypothesis"}
+    assert keywords_left(["Responses", "TheAnswer"], list(PAPER_KEYWORDS)) == set()
 
 
 def test_cache_backend_seed_untranslated_and_require_complete(tmp_path):

@@ -3,7 +3,7 @@
 
 - cache:   offline; translates nothing (the caller already looked everything up).
 - openai:  any OpenAI-compatible /v1/chat/completions endpoint (chat_client.ChatClient and its
-           fan_out), with the paper's prompt (App. B).
+           fan_out), with the paper's translation prompt (Fig. 3, App. B.3.2) verbatim.
 - seq2seq: a local Hugging Face seq2seq model (e.g. NLLB-200), greedy, batched.
 """
 
@@ -21,13 +21,41 @@ log = logging.getLogger(__name__)
 
 Result = tuple[int, list[str] | None, str | None]
 
-PROMPT = (
-    "Translate the following texts from English into Moroccan Arabic (Darija), written in Arabic script, "
-    "as a Moroccan would naturally say them. Keep the meaning, the formatting (lists, line breaks, "
-    "Markdown), code, numbers and names unchanged. The texts are given as a JSON list of strings. Answer "
-    "with only a JSON list of strings of the same length and in the same order, one translation per "
-    "text, and nothing else.\n\n[[Original]]\n{original}\n\n[[Translation]]\n"
+# The paper's translation prompt, Fig. 3 ("The prompt given to Claude 3.5 Sonnet for translation", App.
+# B.3.2 of arXiv 2409.17912v2), word for word, the paper's spelling kept ("culturaly", "Morrocans"). Our
+# copy of the paper is PDF text: there the listing shows a space before each comma and after 'content
+# (`'content ' field`, `translation , only`); we read those as the listing font's spacing, not the prompt's
+# (the same text extraction puts them into Fig. 2's TÜLU sample too, whose dataset text has none). The
+# paper also "altered this prompt slightly as needed for each subset" without printing the variants: one
+# prompt here for every subset.
+FIG3_PROMPT = (
+    "Translate the 'content' field in the paragraph after [Source Text] to Moroccan dialect "
+    "(Darija - Arabic alphabet) while following these guidelines:\n"
+    "- Keep the format of the original text (list of json).\n"
+    "- If a word is usually not used in Arabic, use its French equivalent.\n"
+    "- Do not include any introduction or explanation after the translation, only the translation.\n"
+    "- If there is a given context, example or question translate it as well.\n"
+    "- Whenever you come across code contexts or technical words, keep them in English.\n"
+    "- Whenever you come across literature, or example or question, translate it to Moroccan.\n"
+    "- If the text is culturaly not accepted for Morrocans, change it to a more acceptable one.\n"
+    "- Do not answer the request in the source text.\n"
+    "- Write first the original text after the tag [[Original]] and then the translation after the tag "
+    "[[Translation]].\n"
+    "\n"
+    "[Source Text]"
 )
+
+
+def build_prompt(texts: list[str], roles: list[str] | None = None) -> str:
+    """Fig. 3's prompt followed by the source: the sample's messages as a JSON list of {"role", "content"}
+    objects, TÜLU's "messages" format (the paper's Fig. 2), which is the "list of json" whose 'content'
+    fields Fig. 3 asks to translate. Ours, where the paper is silent: the source goes on the line after
+    the figure's closing "[Source Text]" tag, indented JSON, and the list holds only the sample's
+    messages that are not translated yet (cache hits and strings already asked for in this round are
+    left out, so a long shared answer is paid for once)."""
+    roles = roles or ["user"] * len(texts)
+    source = [{"role": r, "content": t} for r, t in zip(roles, texts, strict=True)]
+    return FIG3_PROMPT + "\n" + json.dumps(source, ensure_ascii=False, indent=2)
 
 
 @dataclass(frozen=True)
@@ -45,10 +73,17 @@ class MalformedAnswer(ValueError):
 
 
 def parse_answer(text: str, n: int) -> list[str]:
-    """The model's answer as a list of n non-empty strings, else MalformedAnswer saying why."""
+    """The model's answer as a list of n non-empty strings, else MalformedAnswer saying why.
+
+    Fig. 3 asks for "the original text after the tag [[Original]] and then the translation after the tag
+    [[Translation]]", the translation in the source's format (a JSON list of messages): what follows the
+    first [[Translation]] tag is read, and each item's 'content' is its translation. Ours: an answer with
+    no tags is read whole, a ```json fence around the list is removed, items may also be bare strings,
+    and the list must have the source's length (order is the source's). The paper's "cleaning the errors"
+    (App. B.3.3) is not described; here a malformed answer rejects its sample with the reason."""
     text = text.strip()
-    if text.startswith("[[Translation]]"):
-        text = text[len("[[Translation]]"):].strip()
+    if "[[Translation]]" in text:
+        text = text.split("[[Translation]]", 1)[1].strip()
     if text.startswith("```") and text.endswith("```"):
         text = text.strip("`").removeprefix("json").strip()
     try:
@@ -59,11 +94,12 @@ def parse_answer(text: str, n: int) -> list[str]:
         raise MalformedAnswer(f"answer is a JSON {type(value).__name__}, not a list")
     if len(value) != n:
         raise MalformedAnswer(f"answer has {len(value)} items, expected {n}")
-    if not all(isinstance(v, str) for v in value):
-        raise MalformedAnswer("answer list holds non-strings")
-    if not all(v.strip() for v in value):
-        raise MalformedAnswer("answer list holds empty strings")
-    return value
+    out = [v.get("content") if isinstance(v, dict) else v for v in value]
+    if not all(isinstance(v, str) for v in out):
+        raise MalformedAnswer("answer list holds items that are neither strings nor {'content': string}")
+    if not all(v.strip() for v in out):
+        raise MalformedAnswer("answer list holds empty translations")
+    return out
 
 
 class CacheBackend:
@@ -74,7 +110,7 @@ class CacheBackend:
         self.key_backend, self.key_model = replay_backend, replay_model
         self.model = f"{replay_backend}:{replay_model}" if replay_model else "seed"
 
-    def translate(self, groups: list[list[str]]) -> Iterator[Result]:
+    def translate(self, groups: list[list[str]], roles: list[list[str]] | None = None) -> Iterator[Result]:
         yield from ()
 
 
@@ -91,8 +127,8 @@ class OpenAIBackend:
         log.info("openai backend: %s model %s, concurrency %d, API key from $%s: %s", self.url, cfg.model,
                  cfg.concurrency, cfg.api_key_env, "set" if self.client.has_key else "not set")
 
-    def translate(self, groups: list[list[str]]) -> Iterator[Result]:
-        prompts = [PROMPT.format(original=json.dumps(g, ensure_ascii=False, indent=0)) for g in groups]
+    def translate(self, groups: list[list[str]], roles: list[list[str]] | None = None) -> Iterator[Result]:
+        prompts = [build_prompt(g, roles[i] if roles else None) for i, g in enumerate(groups)]
         results = fan_out(self.client, prompts, self.cfg.concurrency,
                           parse=lambda i, content: parse_answer(content, len(groups[i])),
                           catch=(MalformedAnswer, MalformedResponse, RuntimeError))
@@ -139,7 +175,7 @@ class Seq2SeqBackend:
             out = self.net.generate(**enc, **kwargs)
         return [t.strip() for t in self.tok.batch_decode(out, skip_special_tokens=True)]
 
-    def translate(self, groups: list[list[str]]) -> Iterator[Result]:
+    def translate(self, groups: list[list[str]], roles: list[list[str]] | None = None) -> Iterator[Result]:
         flat = [(i, t) for i, g in enumerate(groups) for t in g]
         done: dict[int, list[str]] = {i: [] for i in range(len(groups))}
         bs = self.cfg.batch_size
