@@ -70,7 +70,7 @@ class SubColumn:
     paper: bool  # the paper's figure for (column, shot, paper_metric) is shown here
     group: str = ""  # the column's own label, without shot and metric
     paper_metric: str | None = None  # the paper's metric shown here (None: metric, when paper)
-    tokenizer: str | None = None  # the ROUGE tokenizer of the figures here (ROUGE sub-columns)
+    tokenizer: str | None = None  # ROUGE tokenizer of the task (or the paper) behind the figures here
 
 
 # --- inputs ---------------------------------------------------------------------------------
