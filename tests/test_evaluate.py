@@ -377,6 +377,9 @@ def test_generation_batch_invariant_and_metrics(tiny, tmp_path):
     }
     r, s = evaluate.evaluate(sm, path, "base", [data], model=model, tokenizer=tok)
     assert {"rouge1", "rouge2", "rougeL", "rougeLsum", "chrf"} <= set(r["scores"]) and len(s) == 3
+    # ours (arabic) and the harness tokenizer's ROUGE beside it; the result records the tokenizer
+    assert {"rouge1_harness", "rouge2_harness", "rougeL_harness", "rougeLsum_harness"} <= set(r["scores"])
+    assert r["settings"]["rouge_tokenizer"] == "arabic" and r["main_metric"] == "rougeL"
     assert s[0]["prompt"].startswith("لخص هاد المقطع في ٣٠ كلمة:\n")
 
 
@@ -388,6 +391,29 @@ def test_rouge_keeps_arabic():
     # the harness's tokenizer (rouge_score's default) keeps only [a-z0-9]: Arabic scores 0.0 there
     assert rouge(["سلام كيداير"], ["سلام كيداير"])["rouge1"] == 0.0
     assert rouge(["salam labas"], ["salam labas"])["rougeLsum"] == pytest.approx(100.0)
+
+
+def test_rouge_of_both_tokenizers_and_metric_keys():
+    """A task scored with `rouge_tokenizer: arabic` reports the harness tokenizer's ROUGE too, under
+    rouge*_harness (what the paper's figures are); with `harness`, once. metric_keys names what is scored."""
+    from atlas_forge.evaluate import families
+    from atlas_forge.evaluate.metrics import rouge
+    from atlas_forge.evaluate.task_config import TaskConfig
+
+    preds, refs = ["سلام كيداير salam", "بخير 2"], ["سلام كيداير labas", "بخير 2"]
+    ours = TaskConfig(name="s", family="darija_summarization", sources=["x"], rouge_tokenizer="arabic")
+    got = families._generation_scores(ours, preds, refs)
+    harness, arabic = rouge(preds, refs, tokenizer="harness"), rouge(preds, refs, tokenizer="arabic")
+    assert {k: got[k] for k in arabic} == arabic
+    assert {k: got[f"{k}_harness"] for k in harness} == harness
+    assert got["rouge1"] > got["rouge1_harness"] > 0.0  # Arabic words count only with ours
+    stock = TaskConfig(name="s", family="darija_summarization", sources=["x"])  # the harness's tokenizer
+    plain = families._generation_scores(stock, preds, refs)
+    assert plain["rouge1"] == got["rouge1_harness"] and not any(k.endswith("_harness") for k in plain)
+    translation = TaskConfig(name="t", family="darija_translation", sources=["x"])
+    for cfg, scores in ((ours, got), (stock, plain),
+                        (translation, families._generation_scores(translation, preds, refs))):
+        assert set(families.metric_keys(cfg)) == set(scores), cfg.name
 
 
 def test_cli_writes_results(tiny, tmp_path):

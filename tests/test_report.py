@@ -26,7 +26,7 @@ def paper_path(repo_root):
     return str(repo_root / PAPER)
 
 
-def _result(tmp_path, model, task, family, scores, main, column=None, shots=0):
+def _result(tmp_path, model, task, family, scores, main, column=None, shots=0, **settings):
     p = tmp_path / "results" / model / f"{task}.json"
     r = {
         "task": task,
@@ -35,7 +35,7 @@ def _result(tmp_path, model, task, family, scores, main, column=None, shots=0):
         "scores": scores,
         "main_metric": main,
         "n": 10,
-        "settings": {"num_fewshot": shots},
+        "settings": {"num_fewshot": shots, **settings},
         "harness": "atlas-forge 0.1.0",
     }
     if column:
@@ -124,7 +124,7 @@ def test_report_table2_layout_and_paper_rows(tmp_path, paper_path):
     for model in ("Atlas-Chat-2B", "Atlas-Chat-9B", "gemma-2-2b-it", "gemma-2-9b-it"):
         row = rows[f"paper: {model}"]
         for sub in subs:
-            v = paper["models"][model].get(sub.column, {}).get(sub.shot, {}).get(sub.metric)
+            v = paper["models"][model].get(sub.column, {}).get(sub.shot, {}).get(sub.paper_metric)
             v = v if sub.paper else None
             want = "–" if v is None else f"{v:.2f}{marks[source[sub.column]]}"
             assert row[sub.label] == want, (model, sub.label)
@@ -203,8 +203,9 @@ def test_shared_column_and_run_only_column(tmp_path, paper_path):
     assert rows["paper: Atlas-Chat-9B"]["Translation (DODa-10K) [paper] BLEU"] == (
         f"{paper['models']['Atlas-Chat-9B']['translation'][0]['bleu']:.2f}"
     )
-    # a column the paper does not have comes after the paper's
-    assert header[-1] == "my_column" and rows["base"]["my_column"] == "30.00"
+    # a column the paper does not have comes after the paper's, labelled as not one of Table 2's
+    own = "my_column (not in Table 2)"
+    assert header[-1] == own and rows["base"][own] == "30.00"
     assert rows["base"]["DarijaAlpacaEval"] == "40.00"  # a win rate is a fraction: shown in percent
 
 
@@ -259,3 +260,64 @@ def test_hellaswag_column_is_normalised_accuracy(paper_path, tmp_path):
     subs = [s for s in report.layout(scores, info, paper, report.ReportConfig())
             if s.column == "darijahellaswag" and s.shot == 0]
     assert [(s.metric, s.task, s.paper) for s in subs] == [("acc_norm", "hs", True), ("acc", "hs", False)]
+
+
+def _summarization(tmp_path, tokenizer, judge=True):
+    """A summarization task scored with `tokenizer` (ROUGE of the harness's tokenizer beside ours when
+    it is `arabic`) and, in the same column, the summarization judge."""
+    paths = []
+    for model, x in (("base", 1.0), ("sft", 2.0)):
+        scores = {"chrf": 30.0 * x, "bertscore": 40.0 * x, "rouge1/dr": 1.0}
+        rouge = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+        scores |= {m: 10.0 * x + i for i, m in enumerate(rouge)}
+        if tokenizer == "arabic":
+            scores |= {f"{m}_harness": 0.5 * x + i for i, m in enumerate(rouge)}
+        paths.append(_result(tmp_path, model, "summ", "darija_summarization", scores, "rougeL",
+                             "summarization", rouge_tokenizer=tokenizer))
+        if judge:
+            judged = {"win_rate": 0.25 * x, "n_judged": 4}
+            paths.append(_result(tmp_path, model, "summ_judge", "judge", judged, "win_rate", "summarization"))
+    return paths
+
+
+def test_rouge_rows_name_their_tokenizer_and_paper_sits_like_for_like(tmp_path, paper_path):
+    """Ours (`arabic`): both tokenizers' ROUGE shown, each labelled; the paper's ROUGE figures (the
+    harness's tokenizer, the column's `rouge_tokenizer`) under the run's harness-tokenizer figures."""
+    paper = report.load_paper(paper_path)
+    summ = next(c for c in paper["columns"] if c["id"] == "summarization")
+    assert summ["rouge_tokenizer"] == "harness"
+    rc, out = _run(tmp_path, _summarization(tmp_path, "arabic"), {"paper": paper_path})
+    assert rc == 0
+    md = out["report"].read_text(encoding="utf-8")
+    rows, header = _table(md, "model")
+    figures = paper["models"]["Atlas-Chat-9B"]["summarization"][0]
+    col = "Summarization (MArSum)"
+    for metric, label in (("rouge1", "ROUGE-1"), ("rougeL", "ROUGE-L")):
+        harness, ours = f"{col} {label} (harness tokenizer)", f"{col} {label} (arabic tokenizer)"
+        assert rows["paper: Atlas-Chat-9B"][harness] == f"{figures[metric]:.2f}"
+        assert rows["paper: Atlas-Chat-9B"][ours] == "–"  # not what the paper measured
+    assert rows["sft"][f"{col} ROUGE-1 (harness tokenizer)"] == "1.00"
+    assert rows["sft"][f"{col} ROUGE-1 (arabic tokenizer)"] == "20.00"
+    assert rows["sft"][f"{col} ROUGE-Lsum (arabic tokenizer)"] == "23.00"
+    assert rows["sft"][f"{col} ROUGE-Lsum (harness tokenizer)"] == "4.00"
+    # every ROUGE header names its tokenizer; the judge's win rate shares the column with the paper's
+    assert all("tokenizer)" in h for h in header if "ROUGE" in h)
+    assert rows["sft"][f"{col} win rate"] == "50.00"
+    assert rows["paper: Atlas-Chat-9B"][f"{col} win rate"] == f"{figures['win_rate']:.2f}"
+    assert rows["sft"][f"{col} chrF"] == "60.00" and rows["paper: Atlas-Chat-9B"][f"{col} chrF"] == "32.07"
+    assert "ROUGE tokenizer `arabic`" in md and "ROUGE tokenizers: `harness`" in md
+    subsets, _ = _table(md.split("## Per subset", 1)[1], "task")
+    assert "summ (darija_summarization; ROUGE tokenizer arabic)" in subsets
+
+
+def test_rouge_of_the_harness_tokenizer_sits_beside_the_paper(tmp_path, paper_path):
+    rc, out = _run(tmp_path, _summarization(tmp_path, "harness", judge=False), {"paper": paper_path})
+    assert rc == 0
+    md = out["report"].read_text(encoding="utf-8")
+    rows, header = _table(md, "model")
+    col = "Summarization (MArSum)"
+    assert rows["sft"][f"{col} ROUGE-1 (harness tokenizer)"] == "20.00"
+    assert rows["paper: Atlas-Chat-9B"][f"{col} ROUGE-1 (harness tokenizer)"] == "9.50"
+    assert not any("arabic" in h for h in header)
+    assert rows["sft"][f"{col} win rate"] == "–"  # the judge not run: the paper's figure alone
+    assert "ROUGE tokenizer `harness`" in md

@@ -26,6 +26,11 @@ class Metric:
         return 100.0 if self.stored == "fraction" else 1.0
 
 
+# ROUGE as the harness names it, and the suffix of the harness tokenizer's figures reported beside
+# ours: a task that scores ROUGE with `rouge_tokenizer: arabic` also reports rouge1_harness, ...
+ROUGE = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+HARNESS_SUFFIX = "_harness"
+
 # in the order the report lists a column's metrics when the paper gives none
 METRICS: dict[str, Metric] = {
     m.name: m
@@ -35,10 +40,10 @@ METRICS: dict[str, Metric] = {
         Metric("chrf", "chrF"),
         Metric("bleu", "BLEU"),
         Metric("ter", "TER", higher_is_better=False),
-        Metric("rouge1", "ROUGE-1"),
-        Metric("rouge2", "ROUGE-2"),
-        Metric("rougeL", "ROUGE-L"),
-        Metric("rougeLsum", "ROUGE-Lsum"),
+        *(Metric(m, label) for m, label in ROUGE.items()),
+        # the harness tokenizer's ROUGE beside ours, when a task scores with `rouge_tokenizer: arabic`
+        # (evaluate: families._generation_scores): the quantity the paper's ROUGE figures are
+        *(Metric(m + HARNESS_SUFFIX, f"{label} (harness tokenizer)") for m, label in ROUGE.items()),
         Metric("bertscore", "BERTScore"),
         Metric("win_rate", "win rate", stored="fraction"),
     )
@@ -51,6 +56,13 @@ def metric(name: str) -> Metric:
     base = name.split("/")[0]
     found = METRICS.get(base)
     return found if found else Metric(name, name)
+
+
+def harness_rouge(name: str) -> str:
+    """The key of the harness tokenizer's figure for a ROUGE metric (rouge1 -> rouge1_harness)."""
+    if name not in ROUGE:
+        raise KeyError(f"{name!r} is not a ROUGE metric ({', '.join(ROUGE)})")
+    return f"{name}{HARNESS_SUFFIX}"
 
 
 def main_metric(family: str, output: str, scores) -> str:

@@ -11,7 +11,13 @@ report.md has two tables:
 
 Labels, directions and units come from the metric registry (atlas_forge.metric_registry): fractions
 are shown in percent, as the paper prints them. A null score (e.g. a judge win rate when no pair
-could be judged) is "–".
+could be judged) is "–". A column the paper file does not have (e.g. one translation set scored on
+its own) comes after Table 2's, labelled "(not in Table 2)".
+
+ROUGE: every ROUGE sub-column names the tokenizer of its figures. The paper's (its column key
+`rouge_tokenizer`: the harness's, rouge_score's default) keeps only [a-z0-9]; a task scored with ours
+(`rouge_tokenizer: arabic`, recorded in its result's settings) also reports the harness tokenizer's
+figures (rouge1_harness, ...), and the paper's ROUGE figures sit under those, like for like.
 """
 
 from __future__ import annotations
@@ -21,12 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_forge import io
-from atlas_forge.metric_registry import METRICS
+from atlas_forge.metric_registry import METRICS, ROUGE, harness_rouge
 from atlas_forge.metric_registry import metric as metric_info
 from atlas_forge.phase import PATH, PATHS, Phase
 
 log = logging.getLogger(__name__)
 MISSING = "–"
+ROUGE_NOTE = (
+    "ROUGE tokenizers: `harness` is rouge_score's default tokenizer, as the harness's "
+    "`evaluate.load(\"rouge\")` uses it and as the paper's ROUGE figures were computed; it keeps only "
+    "[a-z0-9], so Arabic words count for nothing. `arabic` is ours (every Unicode word, diacritics "
+    "removed). A task scored with `arabic` reports the harness tokenizer's figures too, and the "
+    "paper's ROUGE figures stand under those."
+)
 
 
 @dataclass
@@ -44,6 +57,7 @@ class TaskInfo:
     column: str | None = None
     num_fewshot: int = 0
     n: int | None = None  # items scored (first result seen; base and candidate score the same items)
+    rouge_tokenizer: str | None = None  # settings.rouge_tokenizer of a task that scores ROUGE
 
 
 @dataclass
@@ -53,8 +67,10 @@ class SubColumn:
     shot: int
     metric: str
     task: str | None  # the run's task shown here; None: a column only the paper fills
-    paper: bool  # the paper's figure for (column, shot, metric) is shown here
+    paper: bool  # the paper's figure for (column, shot, paper_metric) is shown here
     group: str = ""  # the column's own label, without shot and metric
+    paper_metric: str | None = None  # the paper's metric shown here (None: metric, when paper)
+    tokenizer: str | None = None  # ROUGE tokenizer of the task (or the paper) behind the figures here
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -78,6 +94,7 @@ def collect(paths) -> tuple[dict, dict[str, TaskInfo]]:
                 column=r.get("column") or None,
                 num_fewshot=int(settings.get("num_fewshot") or 0),
                 n=r.get("n"),
+                rouge_tokenizer=settings.get("rouge_tokenizer"),
             )
     return scores, tasks
 
@@ -126,6 +143,20 @@ def _delta(name: str, a: float | None, b: float | None) -> str:
     return f"{d:+.2f}" + (" ▲" if better and d else (" ▼" if d else ""))
 
 
+def _metric_label(metric: str, tokenizer: str | None) -> str:
+    """A metric's label; a ROUGE one names its tokenizer when known (rouge1_harness: in its label)."""
+    label = metric_info(metric).label
+    return f"{label} ({tokenizer} tokenizer)" if metric in ROUGE and tokenizer else label
+
+
+def _like_for_like(paper_metric: str, run_tokenizer: str | None, paper_tokenizer: str | None) -> str:
+    """The run's metric that measures what the paper's figure measures: a ROUGE figure of the
+    harness's tokenizer beside a task scored with another sits under the task's rouge*_harness."""
+    if paper_metric in ROUGE and paper_tokenizer == "harness" and run_tokenizer not in (None, "harness"):
+        return harness_rouge(paper_metric)
+    return paper_metric
+
+
 def _shown(metric: str, main: str) -> bool:
     """Metrics in the Table 2 columns: the headline ones, not per-subset (acc/<source>) or counts."""
     return metric == main or not ("/" in metric or metric.startswith("n_") or metric.endswith("_stderr"))
@@ -147,8 +178,11 @@ def layout(
     """Sub-columns in the paper's column order, then columns only the run has (first seen first).
 
     Within a column: shots ascending; within a shot: the paper's metrics in its order, then the
-    run's other metrics. When two run tasks share a column and a shot (e.g. one task per source),
-    each gets its own sub-columns and the paper's figures get theirs, since they match neither alone.
+    run's other metrics. Run tasks that share a column and a shot but report different metrics (a
+    generation task and its judge) share its sub-columns, each metric from the task that reports it.
+    When two report the same metric (e.g. one task per source), each gets its own sub-columns and the
+    paper's figures get theirs, since they match neither alone. A ROUGE figure of the paper (its
+    column's `rouge_tokenizer`) stands under the run's figure of the same tokenizer (_like_for_like).
     """
     models = (cfg.baseline, cfg.candidate)
     paper_cols = {c["id"]: c for c in (paper or {}).get("columns", [])}
@@ -161,7 +195,8 @@ def layout(
     out: list[SubColumn] = []
     for col in order:
         pc = paper_cols.get(col, {})
-        label = pc.get("label", col)
+        label = pc.get("label", col if col in paper_cols or not paper_cols else f"{col} (not in Table 2)")
+        paper_tok = pc.get("rouge_tokenizer")
         by_shot = run_cols.get(col, {})
         paper_shots = list(pc.get("shots", []))
         shots = sorted(set(paper_shots) | set(by_shot))
@@ -176,23 +211,36 @@ def layout(
                     got |= set(scores.get(m, {}).get(task, {}))
                 return {m for m in got if _shown(m, tasks[task].main)}
 
-            if len(names) <= 1:
-                task = names[0] if names else None
-                have = run_metrics(task) if task else set()
-                metrics = _metric_order(have | set(paper_metrics), paper_metrics)
-                # a metric the task does not report (e.g. the paper's summarization judge) is the
+            # each metric's task: tasks that report different metrics (e.g. summarization's generation
+            # task and its judge) share the column's sub-columns; two reporting one metric (e.g. one
+            # task per source) each get their own, and the paper's figures theirs
+            owner: dict[str, str] = {}
+            shared = False
+            for task in names:
+                for m in run_metrics(task):
+                    shared |= m in owner
+                    owner.setdefault(m, task)
+            if not shared:
+                toks = [tasks[t].rouge_tokenizer for t in names if tasks[t].rouge_tokenizer]
+                run_tok = toks[0] if toks else None
+                paper_of = {_like_for_like(pm, run_tok, paper_tok): pm for pm in paper_metrics}
+                # a metric no task reports (e.g. the paper's summarization judge, not run) is the
                 # paper's alone: no task behind it
                 subs += [
-                    SubColumn(col, label, shot, m, task if m in have else None, m in paper_metrics)
-                    for m in metrics
+                    SubColumn(col, label, shot, m, owner.get(m), m in paper_of, paper_metric=paper_of.get(m),
+                              tokenizer=tasks[owner[m]].rouge_tokenizer if m in owner else paper_tok
+                              if m in paper_of else None)
+                    for m in _metric_order(set(owner) | set(paper_of), list(paper_of))
                 ]
             else:
                 for task in names:
                     subs += [
-                        SubColumn(col, f"{label} [{task}]", shot, m, task, False)
+                        SubColumn(col, f"{label} [{task}]", shot, m, task, False,
+                                  tokenizer=tasks[task].rouge_tokenizer)
                         for m in _metric_order(run_metrics(task), paper_metrics)
                     ]
-                subs += [SubColumn(col, f"{label} [paper]", shot, m, None, True) for m in paper_metrics]
+                subs += [SubColumn(col, f"{label} [paper]", shot, m, None, True, paper_metric=m,
+                                   tokenizer=paper_tok) for m in paper_metrics]
         # a shot is named when the column has several or a non-zero one; a metric when it has several
         many_shots = len({s.shot for s in subs}) > 1 or any(s.shot for s in subs)
         many_metrics = len({s.metric for s in subs}) > 1
@@ -202,14 +250,15 @@ def layout(
             if many_shots:
                 parts.append(f"{s.shot}-shot")
             if many_metrics:
-                parts.append(metric_info(s.metric).label)
+                parts.append(_metric_label(s.metric, s.tokenizer))
             s.label = " ".join(parts)
         out += subs
     return out
 
 
 def _paper_value(paper: dict, model: str, sub: SubColumn) -> float | None:
-    return paper["models"][model].get(sub.column, {}).get(sub.shot, {}).get(sub.metric)
+    metric = sub.paper_metric or sub.metric
+    return paper["models"][model].get(sub.column, {}).get(sub.shot, {}).get(metric)
 
 
 def render_table2(
@@ -246,6 +295,8 @@ def render_table2(
         info = tasks[t]
         where = ", ".join(dict.fromkeys(s.label for s in subs if s.task == t))
         about = f"{info.family}, {info.num_fewshot}-shot, n = {info.n}, main metric `{info.main}`"
+        if info.rouge_tokenizer:
+            about += f", ROUGE tokenizer `{info.rouge_tokenizer}`"
         lines.append(f"- `{t}` ({about}): {where}")
     not_run = [
         c for c in dict.fromkeys(s.column for s in subs) if not any(s.task for s in subs if s.column == c)
@@ -253,6 +304,8 @@ def render_table2(
     if not_run:
         labels = {s.column: s.group for s in subs}
         lines.append(f"- not run here (paper figures only): {', '.join(labels[c] for c in not_run)}")
+    if any(s.tokenizer for s in subs):
+        lines += ["", ROUGE_NOTE]
     return lines
 
 
@@ -270,8 +323,9 @@ def _metric_rows(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig, na
         for i, m in enumerate(metrics):
             a, b = base.get(task, {}).get(m), cand.get(task, {}).get(m)
             name = f"**{m}**" if m == main else m
-            fam = tasks[task].family
-            label = (f"{task} ({fam})" if fam else task) if i == 0 else ""
+            fam, tok = tasks[task].family, tasks[task].rouge_tokenizer
+            about = "; ".join(x for x in (fam, tok and f"ROUGE tokenizer {tok}") if x)
+            label = (f"{task} ({about})" if about else task) if i == 0 else ""
             lines.append(f"| {label} | {name} | {_display(m, a)} | {_display(m, b)} | {_delta(m, a, b)} |")
     return lines
 

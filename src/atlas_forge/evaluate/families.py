@@ -173,9 +173,27 @@ def _generation_scores(cfg: TaskConfig, preds: list[str], refs: list[str]) -> di
         scores.update(metrics.translation_scores(preds, refs))
     if "rouge1" in fam.metrics:
         scores.update(metrics.rouge(preds, refs, tokenizer=cfg.rouge_tokenizer))
+        if cfg.rouge_tokenizer != "harness":
+            # the harness tokenizer's figures too (rouge1_harness, ...): what the paper's ROUGE measures
+            harness = metrics.rouge(preds, refs, tokenizer="harness")
+            scores.update({metric_registry.harness_rouge(m): v for m, v in harness.items()})
         scores["chrf"] = metrics.chrf(preds, refs)
     scores.update(from_config(cfg.bertscore, preds, refs))
     return scores
+
+
+def metric_keys(cfg: TaskConfig) -> list[str]:
+    """The headline metrics a task's result reports (per-subset `metric/<subset>` keys aside): the
+    family's, the harness tokenizer's ROUGE beside ours, BERTScore when the task names its model."""
+    if cfg.family == "judge":
+        return [metric_registry.main_metric("judge", "", {})]
+    fam = cfg.spec
+    if fam.output == "multiple_choice":
+        return ["acc", *(["acc_norm"] if "acc_norm" in fam.metrics else [])]
+    keys = list(fam.metrics)
+    if "rouge1" in fam.metrics and cfg.rouge_tokenizer != "harness":
+        keys += [metric_registry.harness_rouge(m) for m in metric_registry.ROUGE]
+    return keys + (["bertscore"] if cfg.bertscore is not None else [])
 
 
 def run_generation(cfg: TaskConfig, model, tokenizer, docs: list[Doc], batch_size: int):
@@ -232,6 +250,9 @@ def task_rows(cfg: TaskConfig, df: pl.DataFrame) -> tuple[list[dict], dict[str, 
         "max_items": cfg.max_items,
         "harness_task": cfg.family,
     }
+    if cfg.family != "judge" and "rouge1" in cfg.spec.metrics:
+        # which tokenizer the ROUGE figures use (the report names it beside them)
+        settings["rouge_tokenizer"] = cfg.rouge_tokenizer
     return rows, settings
 
 
@@ -265,4 +286,7 @@ def run_task(
         scores, samples, extra = run_multiple_choice(cfg, scorer, docs, pool)
     else:
         scores, samples, extra = run_generation(cfg, model, tokenizer, docs, batch_size)
+    missing = [m for m in metric_keys(cfg) if m not in scores]
+    if missing:  # what the report and the Table 2 column map (tests/test_table2_columns.py) rely on
+        raise RuntimeError(f"task {cfg.name}: scores lack {missing} (metric_keys and the scoring disagree)")
     return scores, samples, {**settings, **extra, "n_docs": len(docs)}
