@@ -57,6 +57,10 @@ EXPECTED = {
 # metrics scored by another family than the column's: the summarization "LLM Judge" is a judge task
 # on the same subset (win rate against the references), in the same column
 FAMILY_OF_METRIC = {("summarization", "win_rate"): "judge"}
+# the two judged columns as §9 and App. C measure them: what is judged, against what, with which of the
+# paper's prompts; both decode by sampling ("the default sampling-based decoding")
+JUDGED = {"alpaca_eval": ("chat", "baseline", "atlas-chat-fig6"),
+          "summarization": ("summarization", "reference", "atlas-chat-fig7")}  # fmt: skip
 # BERTScore's model per column: Section 9 ("DarijaBERT for summarization, bert-base-multilingual-cased
 # for translation"), as lm-eval 0.4.13's DarijaBench utils call it (`darijabert`, `mbert`)
 BERTSCORE = {"translation": ("mbert", "google-bert/bert-base-multilingual-cased"),
@@ -145,6 +149,8 @@ def check_cell(params, column, shot, metric, monkeypatch) -> str:
     assert key in produced(cfg, monkeypatch), (cfg.name, key, sorted(produced(cfg, monkeypatch)))
     if family == "judge":
         assert metric_registry.main_metric("judge", "", {}) == key
+        assert (cfg.judged, cfg.opponent, cfg.judge.prompt) == JUDGED[column], cfg.name
+        assert cfg.decoding.sample and (cfg.opponent != "baseline" or cfg.baseline.decoding.sample), cfg.name
     if metric == "bertscore":
         model, layers = harness_bertscore(BERTSCORE[column][0])
         assert model == BERTSCORE[column][1]
