@@ -255,6 +255,12 @@ def test_hub_overlay_plans_every_table2_task():
         "darijabench_transliteration",
         "darijabench_summarization",
         "darija_alpacaeval",
+        "darijabench_summarization_judge",
     ):
         for model in ("base", "sft"):
             assert f"results/{model}/{task}.json" in planned, (model, task)
+    # both judged columns: DarijaAlpacaEval waits for the baseline's answers, made once for both models
+    assert planned.count("output: results/answers/darija_alpacaeval.jsonl") == 1
+    judged = [block for block in planned.split("\n\n") if "results/sft/darija_alpacaeval.json" in block
+              and "rule evaluate_task" in block]
+    assert judged and "results/answers/darija_alpacaeval.jsonl" in judged[0]
