@@ -1,7 +1,8 @@
 # atlas-forge: the Atlas-Chat recipe as a build. This file is the table of contents;
 # each phase lives in rules/<phase>.smk and its logic in src/atlas_forge/.
 # Phase targets: snakemake --cores all <phase>   (ingest split instruct translate generate filter
-#                mixture tokenizer base_model sft evaluate report)
+#                mixture tokenizer base_model sft evaluate variants report)
+# variants: the models params `variants` declares beside the main build (configs/experiments-cpu.yaml)
 
 configfile: "params.yaml"
 
@@ -32,4 +33,5 @@ include: "rules/tokenizer.smk"
 include: "rules/base_model.smk"
 include: "rules/sft.smk"
 include: "rules/evaluate.smk"
+include: "rules/variants.smk"
 include: "rules/report.smk"

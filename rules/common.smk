@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -128,21 +129,131 @@ GENERATE_DOCS = [s for s, c in SOURCES.items() if c["role"] == "generate_docs"]
 STORY = [s for s, c in SOURCES.items() if c["role"] == "story"]
 IDENTITY = [s for s, c in SOURCES.items() if c["role"] == "identity"]
 GENERATED = GENERATE_DOCS + STORY + IDENTITY
-# mixture.sources (optional) trains on those sources only, e.g. the released mixture alone
-_MIXTURE_ONLY = config["mixture"].get("sources") or []
-_unknown = [s for s in _MIXTURE_ONLY if s not in NATIVE + CHAT + DARIJA_CHAT + GENERATED]
-if _unknown:
-    raise ValueError(f"mixture.sources: {_unknown[0]!r} is not a native, chat or darija_chat source")
-TRAIN_SOURCES = [s for s in NATIVE + CHAT + DARIJA_CHAT + GENERATED if not _MIXTURE_ONLY or s in _MIXTURE_ONLY]
+
+
+def train_sources(cfg):
+    """The sources a mixture draws from: mixture.sources (optional) trains on those only, e.g. the
+    released mixture alone; mixture.drop_roles leaves out every source of those roles (a variant's
+    ablation: `drop_roles: [chat]` trains without the translated chats)."""
+    mix = cfg["mixture"]
+    only, drop = mix.get("sources") or [], set(mix.get("drop_roles") or [])
+    unknown = [s for s in only if s not in NATIVE + CHAT + DARIJA_CHAT + GENERATED]
+    if unknown:
+        raise ValueError(f"mixture.sources: {unknown[0]!r} is not a native, chat or darija_chat source")
+    return [s for s in NATIVE + CHAT + DARIJA_CHAT + GENERATED
+            if (not only or s in only) and SOURCES[s]["role"] not in drop]
+
+
+TRAIN_SOURCES = train_sources(config)
 MODELS = list(config["evaluate"]["models"])
 TASKS = {t["name"]: t for t in config["evaluate"]["tasks"] + config["evaluate"].get("extra_tasks", [])}
 MODEL_DIRS = {"base": "models/base", "sft": "models/sft/merged"}
+
+
+# Variants (issue 21): named parameter overrides, each built beside the main build as its own model
+# (models/variants/<name>/, results/variants/<name>/), reusing every artifact its overrides do not
+# touch. Which artifacts are its own is derived, never declared: a phase's artifact is the variant's
+# own when the params its contract hands the phase differ under the overrides, or when one of its
+# inputs is the variant's own (tokenizer -> mixture and base model -> sft). A seed rebuilds sft and
+# evaluate; a mixture ablation mixture, sft and evaluate; another starting model its tokenizer, base,
+# mixture (its truncation check reads the tokenizer), sft and evaluate.
+VARIANT_SECTIONS = ("mixture", "base_model", "sft")
+
+
+def merged_config(base, over):
+    """An overlay on the params, as Snakemake merges --configfile: mappings deep, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def expand_variants(declared):
+    """name -> overrides; `seeds: [1, 2, 3]` makes name_seed1, name_seed2, ... (sft.seed each)."""
+    out = {}
+    for name, over in (declared or {}).items():
+        where = f"variants.{name}"
+        if not isinstance(over, dict):
+            raise ValueError(f"{where}: expected a mapping of overrides, got {type(over).__name__}")
+        over = dict(over)
+        seeds = over.pop("seeds", None)
+        bad = sorted(set(over) - set(VARIANT_SECTIONS))
+        if bad:
+            raise ValueError(f"{where}.{bad[0]}: a variant overrides {', '.join(VARIANT_SECTIONS)} and seeds "
+                             "(the data phases before the mixture are the build's, shared by every variant)")
+        if seeds is not None and (not isinstance(seeds, list) or not seeds
+                                  or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)):
+            raise ValueError(f"{where}.seeds: a non-empty list of integers (sft.seed of each), got {seeds!r}")
+        for vname, vover in ([(name, over)] if seeds is None else
+                             [(f"{name}_seed{x}", merged_config(over, {"sft": {"seed": x}})) for x in seeds]):
+            if not re.fullmatch(r"[A-Za-z0-9_]+", vname) or vname in MODEL_DIRS or vname in out:
+                raise ValueError(f"{where}: {vname!r} is not a free variant name (letters, digits, _; "
+                                 f"not {', '.join(MODEL_DIRS)}, not twice)")
+            out[vname] = vover
+    return out
+
+
+VARIANTS = {name: merged_config(config, over) for name, over in expand_variants(config.get("variants")).items()}
+
+
+def _variant_own(name):
+    """The phases whose artifacts the variant builds for itself (the others are the main build's)."""
+    vcfg = VARIANTS[name]
+    try:
+        _phases.validate(vcfg)
+    except ConfigError as e:
+        raise ValueError(f"variants.{name}: {e}") from None
+
+    def differs(phase):
+        contract = _phases.contract(phase)
+        return contract.params_json(config) != contract.params_json(vcfg)
+
+    own = {"tokenizer"} if differs("tokenizer") else set()
+    if own or differs("mixture") or train_sources(vcfg) != TRAIN_SOURCES:
+        own.add("mixture")
+    if "tokenizer" in own or differs("base_model"):
+        own.add("base_model")
+    if not own and not differs("sft"):
+        raise ValueError(f"variants.{name}: its overrides change nothing the main build's sft does not have")
+    return own | {"sft"}
+
+
+VARIANT_OWN = {name: _variant_own(name) for name in VARIANTS}
+
+
+def variant_params(name):
+    """phase_params for a variant's job: the phase's contract applied to the variant's params."""
+    contract = _phases.contract(name)
+    return lambda w: contract.params_json(VARIANTS[w.variant], **{k: v for k, v in w.items() if k != "variant"})
+
+
+def variant_tokenizer(w):
+    return f"models/variants/{w.variant}/tokenizer" if "tokenizer" in VARIANT_OWN[w.variant] else "models/tokenizer"
+
+
+def variant_base(w):
+    return f"models/variants/{w.variant}/base" if "base_model" in VARIANT_OWN[w.variant] else "models/base"
+
+
+def variant_mixture(split):
+    def path(w):
+        if "mixture" in VARIANT_OWN[w.variant]:
+            return f"data/processed/variants/{w.variant}/mixture/{split}.parquet"
+        return f"data/processed/mixture/{split}.parquet"
+
+    return path
+
+
+def variant_train_sources(w):
+    return train_sources(VARIANTS[w.variant])
 
 
 wildcard_constraints:
     source="[A-Za-z0-9_.-]+",
     model="|".join(MODELS) or "base",
     task="[A-Za-z0-9_.-]+",
+    # no variant declared: a pattern nothing matches
+    variant="|".join(VARIANTS) or "(?!)",
 
 
 # The code a phase runs is derived from its imports (src/atlas_forge/imports.py), never listed by hand:
@@ -238,6 +349,20 @@ def base_model_text(wildcards=None):
     return expand("data/interim/ingested/{source}.parquet", source=RAW) + expand(
         "data/interim/split/{source}/train.parquet", source=NATIVE
     )
+
+
+def mixture_inputs(sources):
+    """A mixture's inputs for its sources: the filtered tables, every phase's rejects (for the card's
+    counts) and the generate phase's per-set counts."""
+    return {
+        "tables": expand("data/interim/filtered/{source}.parquet", source=sources),
+        "rejects": expand("data/reports/rejects/filter/{source}.parquet", source=sources)
+        + expand("data/reports/rejects/ingest/{source}.parquet", source=SOURCES)
+        + expand("data/reports/rejects/instruct/{source}.parquet", source=[s for s in NATIVE if s in sources])
+        + expand("data/reports/rejects/translate/{source}.parquet", source=[s for s in CHAT if s in sources])
+        + expand("data/reports/rejects/generate/{source}.parquet", source=[s for s in GENERATED if s in sources]),
+        "sets": expand("data/reports/generate/{source}.json", source=[s for s in GENERATED if s in sources]),
+    }
 
 
 def generate_extra_inputs(wildcards):

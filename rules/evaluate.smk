@@ -32,6 +32,7 @@ rule evaluate_task:
         samples="results/{model}/{task}.samples.jsonl",
     params:
         cfg=phase_params("evaluate"),
+        name=lambda w: w.model,
     log:
         "logs/evaluate/{model}/{task}.log",
     # threads and resources (mem_mb, runtime, gpu) come from the workflow profile (profiles/):
@@ -40,7 +41,7 @@ rule evaluate_task:
         "../envs/atlas-forge.yaml"
     shell:
         "python -m atlas_forge evaluate --params {params.cfg:q} --model {input.model} "
-        "--model-name {wildcards.model} --data {input.data} --fewshot-data {input.fewshot} --answers {input.answers} --device auto --out {output.scores} --samples {output.samples} "
+        "--model-name {params.name} --data {input.data} --fewshot-data {input.fewshot} --answers {input.answers} --device auto --out {output.scores} --samples {output.samples} "
         "--threads {threads} > {log} 2>&1"
 
 

@@ -1,13 +1,9 @@
 rule mixture:
     input:
-        tables=expand("data/interim/filtered/{source}.parquet", source=TRAIN_SOURCES),
-        rejects=expand("data/reports/rejects/filter/{source}.parquet", source=TRAIN_SOURCES)
-        + expand("data/reports/rejects/ingest/{source}.parquet", source=SOURCES)
-        + expand("data/reports/rejects/instruct/{source}.parquet", source=[s for s in NATIVE if s in TRAIN_SOURCES])
-        + expand("data/reports/rejects/translate/{source}.parquet", source=[s for s in CHAT if s in TRAIN_SOURCES])
-        + expand("data/reports/rejects/generate/{source}.parquet", source=[s for s in GENERATED if s in TRAIN_SOURCES]),
+        tables=mixture_inputs(TRAIN_SOURCES)["tables"],
+        rejects=mixture_inputs(TRAIN_SOURCES)["rejects"],
         # per-set counts of the generate phase (rows in, generated) for the card
-        sets=expand("data/reports/generate/{source}.json", source=[s for s in GENERATED if s in TRAIN_SOURCES]),
+        sets=mixture_inputs(TRAIN_SOURCES)["sets"],
         # the tokenizer (its own target, never the model: data does not wait for pre-training): rows
         # whose assistant tokens sft.max_length cuts entirely are rejected here, counted in the card
         tokenizer="models/tokenizer",

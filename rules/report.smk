@@ -1,6 +1,7 @@
 rule report:
     input:
-        results=expand("results/{model}/{task}.json", model=MODELS, task=TASKS),
+        results=expand("results/{model}/{task}.json", model=MODELS, task=TASKS)
+        + expand("results/variants/{variant}/{task}.json", variant=VARIANTS, task=TASKS),
         code=code("atlas_forge.report"),
         # the paper's published figures shown beside the run's (report.paper): an edit reruns the report
         paper=lambda w: [config["report"]["paper"]] if config["report"].get("paper") else [],

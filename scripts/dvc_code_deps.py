@@ -37,6 +37,18 @@ def rule_code(root: Path) -> dict[str, list[str]]:
     return {stage: sorted(files) for stage, files in out.items()}
 
 
+def stage_phases(root: Path) -> dict[str, list[str]]:
+    """Stage -> the phases its rules run: a phase's rule takes the phase module's file as a code input."""
+    sys.path.insert(0, str(root / "src"))
+    from atlas_forge import imports, phases
+
+    files = {str(imports.module_file(m).relative_to(root)): name for name, m in phases.MODULES.items()}
+    found: dict[str, list[str]] = {}
+    for stage, code in rule_code(root).items():
+        found[stage] = [files[f] for f in code if f in files]
+    return found
+
+
 def stage_params(root: Path) -> dict[str, list[str]]:
     """Stage -> the params its phases' contracts read: a whole section once, keys of a section only
     when the section itself is not listed."""
@@ -46,6 +58,10 @@ def stage_params(root: Path) -> dict[str, list[str]]:
     keys: dict[str, list[str]] = {}
     for contract in phases.contracts().values():
         keys.setdefault(contract.stage or contract.name, []).extend(contract.dvc_params())
+    # the variants stage (rules/variants.smk) runs the main build's phases on each variant's params:
+    # it reads `variants` and whatever those phases read
+    keys["variants"] = ["variants", *[k for name in stage_phases(root).get("variants", [])
+                                      for k in phases.contract(name).dvc_params()]]
     out = {}
     for stage, listed in keys.items():
         whole = {k for k in listed if "." not in k}

@@ -40,6 +40,9 @@ FSDP_CONFIG = "configs/accelerate_fsdp.yaml"
 LAUNCHERS = {"2b": "python", "9b": "python", "27b": f"accelerate launch --config_file {FSDP_CONFIG}"}
 
 
+VARIANT_RULE = {"base_model": "base_model_variant", "sft": "sft_variant", "evaluate_task": "evaluate_variant"}
+
+
 def processes(size: str, root: Path = ROOT) -> int:
     """Training processes (= GPUs) the launcher starts: accelerate's num_processes, else 1."""
     if LAUNCHERS[size] == "python":
@@ -61,9 +64,13 @@ def profile(size: str, root: Path = ROOT) -> dict:
     resources["sft"] = {"mem_mb": mem_mb(p + 1, 16, size), "runtime": sft_rt, "gpu": p,
                         "launcher": LAUNCHERS[size]}
     resources["evaluate_task"] = {"mem_mb": mem_mb(1, 8, size), "runtime": eval_rt, "gpu": 1}
+    # a variant's jobs (rules/variants.smk) are the same jobs on other params: the same sizes
+    for rule in ("base_model", "sft", "evaluate_task"):
+        resources[VARIANT_RULE[rule]] = dict(resources[rule])
     return {
         "default-resources": default["default-resources"],
-        "set-threads": {rule: THREADS for rule in ("base_model", "sft", "evaluate_task")},
+        "set-threads": {rule: THREADS for rule in ("base_model", "sft", "evaluate_task",
+                                                    *VARIANT_RULE.values())},
         "set-resources": resources,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -382,3 +383,37 @@ def test_sft_resumes_after_kill(tiny_base, data, tmp_path):
     assert state["global_step"] == 30
     assert (Path(p["adapter"]) / "adapter_model.safetensors").exists()
     assert m["eval_loss_sft"] < m["eval_loss_base"]
+
+
+def test_full_fine_tuning_trains_every_weight_and_resumes_exactly(tiny_base, data, tmp_path):
+    """sft.method full: the same TRL path without an adapter. Every weight is trainable and moves, the
+    held-out loss drops, the merged folder is the trained model; a rerun resumes from the last
+    checkpoint and writes the same weights (the exactness LoRA has)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from atlas_forge import config
+    from atlas_forge.modeling import sft
+
+    p = sft_paths(tmp_path)
+    params = config.parse(sft.SftParams, {**SFT, "method": "full", "learning_rate": 1e-3, "max_steps": 6,
+                                          "save_steps": 3, "save_total_limit": 4}, "sft")
+    args = (str(tiny_base), data["train"], data["test"], p["adapter"], p["merged"], p["card"],
+            p["checkpoints"], p["metrics"], p["loss"], p["plot"])
+    m = sft.run(params, *args)
+    base = load_file(Path(tiny_base) / "model.safetensors")
+    trained = load_file(Path(p["merged"]) / "model.safetensors")
+    assert m["method"] == "full" and m["steps"] == 6 and m["eval_loss_sft"] < m["eval_loss_base"], m
+    assert m["trainable_parameters"] == sum(t.numel() for t in base.values() if t.is_floating_point())
+    moved = [k for k in base if not torch.equal(base[k], trained[k])]
+    assert len(moved) == len(base), sorted(set(base) - set(moved))
+    assert json.loads((Path(p["adapter"]) / "method.json").read_text())["method"] == "full"
+    assert not list(Path(p["adapter"]).glob("*.safetensors"))
+    assert Path(p["card"]).read_text().count("Full supervised fine-tuning") == 1
+    first = Path(p["merged"], "model.safetensors").read_bytes()
+
+    # as if killed after step 3: the rerun resumes there and ends with the uninterrupted run's weights
+    shutil.rmtree(Path(p["checkpoints"]) / "checkpoint-6")
+    again = sft.run(params, *args)
+    assert again["resumed_from"] == "checkpoint-3" and again["steps"] == 6 and again["steps_this_run"] == 3
+    assert Path(p["merged"], "model.safetensors").read_bytes() == first

@@ -59,6 +59,10 @@ class MixtureConfig:
     subset_reference: str = ""
     # train on these sources only ([]: all the rule gives); rules/common.smk builds only those
     sources: list[str] = field(default_factory=list)
+    # leave out every source of these roles (e.g. [chat]: no translated chats); read by the workflow,
+    # which gives the mixture only the other sources (rules/common.smk: train_sources); kept here so
+    # that it is part of the mixture's params and its card
+    drop_roles: list[str] = field(default_factory=list)
 
     def validate(self, section: str) -> None:
         if not 0.0 < self.test_fraction < 1.0:

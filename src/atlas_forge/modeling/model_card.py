@@ -10,9 +10,14 @@ from typing import Any
 def model_card(base_info: dict[str, Any], params, metrics: dict[str, Any], train: str, test: str,
                mixture_sha: dict[str, str]) -> str:
     p = json.dumps(dataclasses.asdict(params), indent=2, sort_keys=True)
+    full = getattr(params, "method", "lora") == "full"
+    outputs = ("`merged/` (every weight trained, safetensors, tokenizer); `adapter/` holds only a note"
+               if full else
+               "`adapter/` (LoRA, safetensors) and `merged/` (adapter merged into the base, safetensors, "
+               "tokenizer)")
     return f"""# atlas-forge SFT model
 
-LoRA supervised fine-tuning (TRL SFTTrainer, assistant-only loss) of
+{"Full" if full else "LoRA"} supervised fine-tuning (TRL SFTTrainer, assistant-only loss) of
 `{base_info.get("name_or_path", "?")}` (revision `{base_info.get("revision") or "-"}`,
 {base_info.get("parameters", "?")} parameters, kind `{base_info.get("kind", "?")}`), following the
 Atlas-Chat recipe (arXiv 2409.17912).
@@ -45,6 +50,6 @@ sample).
 {p}
 ```
 
-Outputs: `adapter/` (LoRA, safetensors) and `merged/` (adapter merged into the base, safetensors, tokenizer).
+Outputs: {outputs}.
 """
 

@@ -1,8 +1,14 @@
-"""Phase `sft`: LoRA supervised fine-tuning with TRL's SFTTrainer, resumable from checkpoints.
+"""Phase `sft`: supervised fine-tuning with TRL's SFTTrainer, resumable from checkpoints.
+
+`method: lora` (the paper's recipe) trains a LoRA adapter and merges it into the base; `method: full`
+trains every weight through the same TRL path, with the same checkpoints, resume and exactness (the
+paper compares the two and reports that full fine-tuning forgets: its analysis section). With full,
+`--adapter` holds no weights, only a note: the trained model is `--merged` itself.
 
 Honest signal: the held-out loss on --test (assistant tokens only, the same masking as training) is
 measured on the base model before training and on the fine-tuned model after; both go to metrics.
-(LoRA's B matrices start at zero, so the adapter-wrapped model before training *is* the base model.)
+(LoRA's B matrices start at zero, so the adapter-wrapped model before training *is* the base model;
+with full fine-tuning nothing has changed yet either.)
 """
 
 from __future__ import annotations
@@ -84,6 +90,8 @@ class SftParams:
     gradient_checkpointing: bool = False
     # ours: batches of similar length waste less compute on padding (TRL's default is "random")
     train_sampling: Literal["random", "group_by_length"] = "group_by_length"
+    # lora: the paper's recipe (adapter, then merged); full: every weight trained (the paper's comparison)
+    method: Literal["lora", "full"] = "lora"
     lora: LoraParams = field(default_factory=LoraParams)
     optimizer: str = "adamw_torch"
     scheduler: str = "cosine"
@@ -203,9 +211,10 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
     from trl import SFTTrainer
 
     torch.set_num_threads(max(1, threads))
+    lora = params.method == "lora"
     # before any data or weights are read: the config alone says whether the embeddings are tied
-    tied = tied_embedding_modules(params.lora, bool(getattr(AutoConfig.from_pretrained(base),
-                                                            "tie_word_embeddings", False)))
+    tied = lora and tied_embedding_modules(params.lora, bool(getattr(AutoConfig.from_pretrained(base),
+                                                                     "tie_word_embeddings", False)))
     if tied:
         raise ValueError(
             f"sft.lora: {tied} in target_modules/modules_to_save, but {base} ties its input embeddings to "
@@ -248,7 +257,7 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         target_modules=list(params.lora.target_modules),
         modules_to_save=list(params.lora.modules_to_save) or None,
         task_type="CAUSAL_LM",
-    )
+    ) if lora else None
 
     class Progress(TrainerCallback):
         def __init__(self):
@@ -316,9 +325,27 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         "test_rows_scored": len(test_ds),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "device": "cuda" if cuda else "cpu",
+        "method": params.method,
     }
 
     main = trainer.is_world_process_zero()
+    if lora:
+        save_adapter_and_merge(trainer, tokenizer, base, adapter, merged, main)
+    else:
+        save_full(trainer, tokenizer, adapter, merged, main)
+    if not main:
+        return metrics
+
+    mixture_sha = {"train": files_sha256([train]), "test": files_sha256([test])}
+    write_loss_tsv(rows, loss_path)
+    plot_loss(rows, plot_path, f"{'LoRA' if lora else 'Full'} SFT of {base_info.get('name_or_path', base)}")
+    io.write_text(model_card(base_info, params, metrics, train, test, mixture_sha), card)
+    io.write_json(metrics, metrics_path)
+    log.info("sft done: %s", json.dumps(metrics))
+    return metrics
+
+
+def save_adapter_and_merge(trainer, tokenizer, base: str, adapter: str, merged: str, main: bool) -> None:
     # adapter: Trainer.save_model gathers the LoRA weights under FSDP (collective), writes on rank 0 only
     tmp_adapter = Path(adapter).parent / f".{Path(adapter).name}.tmp"
     if main:
@@ -332,18 +359,28 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         tokenizer.save_pretrained(tmp_adapter)
         swap_dir(tmp_adapter, adapter)
     trainer.accelerator.wait_for_everyone()
-    if not main:
-        return metrics
-    # merged: the base reloaded on CPU plus the saved adapter (works the same after FSDP training)
-    merge(base, adapter, merged, tokenizer)
+    if main:
+        # merged: the base reloaded on CPU plus the saved adapter (works the same after FSDP training)
+        merge(base, adapter, merged, tokenizer)
 
-    mixture_sha = {"train": files_sha256([train]), "test": files_sha256([test])}
-    write_loss_tsv(rows, loss_path)
-    plot_loss(rows, plot_path, f"LoRA SFT of {base_info.get('name_or_path', base)}")
-    io.write_text(model_card(base_info, params, metrics, train, test, mixture_sha), card)
-    io.write_json(metrics, metrics_path)
-    log.info("sft done: %s", json.dumps(metrics))
-    return metrics
+
+def save_full(trainer, tokenizer, adapter: str, merged: str, main: bool) -> None:
+    """method full: the trained model is the merged model; the adapter folder only says so (a copy of
+    the weights there would double a 27B model's disk for nothing)."""
+    tmp = Path(merged).parent / f".{Path(merged).name}.tmp"
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))  # under FSDP: the full state dict gathered, written on rank 0
+    if main:
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        tokenizer.save_pretrained(tmp)
+        swap_dir(tmp, merged)
+        with atomic_dir(adapter) as note:
+            io.write_json({"method": "full", "weights": str(merged),
+                           "note": "full fine-tuning trains every weight: the model is the merged folder"},
+                          Path(note) / "method.json")
+    trainer.accelerator.wait_for_everyone()
 
 
 def merge(base: str, adapter: str, merged: str, tokenizer) -> None:
@@ -361,7 +398,7 @@ def merge(base: str, adapter: str, merged: str, tokenizer) -> None:
 CONTRACT = Phase(
     name="sft",
     module=__name__,
-    help="LoRA supervised fine-tuning with TRL, resumable from checkpoints",
+    help="supervised fine-tuning with TRL (LoRA, or full), resumable from checkpoints",
     config=SftParams,
     args=(("--base", {"required": True, **PATH}), ("--train", {"required": True, **PATH}),
           ("--test", {"required": True, **PATH}), ("--adapter", {"required": True, **PATH}),
