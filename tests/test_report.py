@@ -497,3 +497,17 @@ def test_significance_without_samples_is_left_out(tmp_path):
     assert rc == 0
     assert io.read_json(out["scores"])["significance"]["tasks"] == {}
     assert "## Comparison with significance" not in out["report"].read_text(encoding="utf-8")
+
+
+def test_rouge_per_item_names_its_tokenizer_and_means_to_evaluates_score():
+    from atlas_forge.evaluate import metrics
+
+    rows = [{"generation": "السلام عليكم صاحبي", "gold": "السلام عليكم"},
+            {"generation": "واش نتا", "gold": "لا"}]
+    info = report.TaskInfo(main="rougeL", family="summarization", rouge_tokenizer="arabic")
+    ours = report._per_item("rouge", "rouge1", rows, info)
+    harness = report._per_item("rouge", "rouge1_harness", rows, info)
+    assert ours[0] > 0 and harness == [0.0, 0.0]  # the harness tokenizer keeps only [a-z0-9]
+    preds, refs = [r["generation"] for r in rows], [r["gold"] for r in rows]
+    assert np.mean(ours) == pytest.approx(metrics.rouge(preds, refs, tokenizer="arabic")["rouge1"])
+    assert report._kind("rouge1_harness") == "rouge" and report._kind("bertscore") is None
