@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -321,3 +322,192 @@ def test_rouge_of_the_harness_tokenizer_sits_beside_the_paper(tmp_path, paper_pa
     assert not any("arabic" in h for h in header)
     assert rows["sft"][f"{col} win rate"] == "–"  # the judge not run: the paper's figure alone
     assert "ROUGE tokenizer `harness`" in md
+
+
+# --- comparison with significance, seed groups -------------------------------------------------------
+REFS = ["the cat sat on the mat", "a dog ran in the park today", "it is raining hard again",
+        "we like green tea a lot", "my brother works in the city", "open the window please"] * 2
+WORSE = ["the cat sat on a mat", "dog ran park", "it rains", "we like tea", "brother city", "window"] * 2
+
+
+def _samples(tmp_path, model, task, rows):
+    p = tmp_path / "results" / model / f"{task}.samples.jsonl"
+    io.write_jsonl(rows, p)
+    return str(p)
+
+
+def _mcq(tmp_path, model, n_right, n=40):
+    rows = [{"id": f"q{i}", "source": "mmlu", "gold": 0, "pred": 0 if i < n_right else 1,
+             "pred_norm": 0 if i < n_right else 1, "correct": i < n_right} for i in range(n)]
+    # stored in another order than the reference's: pairing is by id, not by line
+    rows = rows[::-1] if model != "base" else rows
+    acc = n_right / n
+    return [_result(tmp_path, model, "mcq", "mcq_letters", {"acc": acc, "acc/mmlu": acc}, "acc"),
+            _samples(tmp_path, model, "mcq", rows)]
+
+
+def _gen(tmp_path, model, hyps):
+    import sacrebleu
+
+    scores = {"bleu": sacrebleu.corpus_bleu(hyps, [REFS]).score,
+              "chrf": sacrebleu.corpus_chrf(hyps, [REFS]).score,
+              "ter": sacrebleu.corpus_ter(hyps, [REFS]).score}
+    # one id, two directions: the item key is id + source + direction
+    rows = [{"id": f"t{i // 2}", "source": "doda", "direction": ("en_dr", "dr_en")[i % 2], "generation": h,
+             "gold": r} for i, (h, r) in enumerate(zip(hyps, REFS, strict=True))]
+    return [_result(tmp_path, model, "gen", "translation", scores, "chrf"),
+            _samples(tmp_path, model, "gen", rows)]
+
+
+def _summ(tmp_path, model, hyps):
+    from rouge_score import rouge_scorer
+
+    sc = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    pairs = list(zip(hyps, REFS, strict=True))
+    rouge_l = 100 * float(np.mean([sc.score(r, h)["rougeL"].fmeasure for h, r in pairs]))
+    rows = [{"id": f"s{i}", "source": "news", "generation": h, "gold": r} for i, (h, r) in enumerate(pairs)]
+    return [_result(tmp_path, model, "summ", "summarization", {"rougeL": rouge_l}, "rougeL",
+                    rouge_tokenizer="harness"),
+            _samples(tmp_path, model, "summ", rows)]
+
+
+def _judge(tmp_path, model, outcomes):
+    judged = [o for o in outcomes if o in ("win", "loss")]
+    win = sum(o == "win" for o in judged) / len(judged) if judged else None
+    rows = [{"id": f"a{i}", "source": "alpaca", "outcome": o} for i, o in enumerate(outcomes)]
+    return [_result(tmp_path, model, "alpaca", "judge", {"win_rate": win, "n_judged": float(len(judged))},
+                    "win_rate"),
+            _samples(tmp_path, model, "alpaca", rows)]
+
+
+def _three_models(tmp_path):
+    outcomes = {"base": ["loss"] * 14 + ["flipped"] * 2 + ["win"] * 4,
+                "sft": ["win"] * 16 + ["unparseable"] + ["win"] * 3,
+                "lora": ["loss"] * 14 + ["flipped"] * 2 + ["win"] * 4}
+    paths = []
+    for model, right, hyps in (("base", 10, WORSE), ("sft", 30, REFS), ("lora", 10, WORSE)):
+        paths += _mcq(tmp_path, model, right) + _gen(tmp_path, model, hyps) + _summ(tmp_path, model, hyps)
+        paths += _judge(tmp_path, model, outcomes[model])
+    for k, right in enumerate((12, 14, 17), start=1):
+        paths += _mcq(tmp_path, f"lora_seed{k}", right)
+    return paths
+
+
+def _run_with_samples(tmp_path, paths, params):
+    results = [p for p in paths if p.endswith(".json")]
+    samples = [p for p in paths if p.endswith(".samples.jsonl")]
+    names = (("scores", "scores.json"), ("report", "report.md"), ("plot", "s.png"))
+    out = {k: tmp_path / v for k, v in names}
+    rc = cli.main(["report", "--params", json.dumps({"report": params}), "--results", *results,
+                   "--samples", *samples, "--scores", str(out["scores"]), "--report", str(out["report"]),
+                   "--plot", str(out["plot"])])
+    return rc, out
+
+
+def test_significance_end_to_end_three_models_and_a_seed_group(tmp_path):
+    from scipy import stats as sps
+
+    seeds = ["lora_seed1", "lora_seed2", "lora_seed3"]
+    params = {"baseline": "base", "candidate": "sft", "paper": "", "resamples": 500, "seed": 3,
+              "seed_groups": {"lora": seeds}}
+    rc, out = _run_with_samples(tmp_path, _three_models(tmp_path), params)
+    assert rc == 0
+    scores = io.read_json(out["scores"])
+    assert scores["sft"]["mcq"]["acc"] == 0.75  # the models' keys as before
+    sig = scores["significance"]
+    assert (sig["reference"], sig["alpha"], sig["correction"]) == ("base", 0.05, "holm")
+    assert (sig["resamples"], sig["seed"]) == (500, 3)
+    # the seed models score mcq only: they are in mcq's table, not in the others'
+    mcq = sig["tasks"]["mcq"]["acc"]
+    assert set(mcq) == {"base", "sft", "lora", *seeds}
+    assert set(sig["tasks"]["gen"]["chrf"]) == {"base", "sft", "lora"}
+
+    # accuracy: lm-eval's stderr, the exact McNemar p (20 items only sft gets right) = scipy's binomtest
+    base = mcq["base"]
+    assert base["score"] == 0.25 and base["n"] == 40
+    assert base["stderr"] == pytest.approx(np.std([1] * 10 + [0] * 30, ddof=1) / np.sqrt(40))
+    assert base["ci_low"] == pytest.approx(0.25 - sps.norm.ppf(0.975) * base["stderr"])
+    assert "diff" not in base  # the reference is not compared with itself
+    sft = mcq["sft"]
+    assert sft["diff"] == pytest.approx(0.5) and sft["test"] == "McNemar (exact)"
+    assert (sft["discordant_reference"], sft["discordant_other"]) == (0, 20)
+    assert sft["p"] == pytest.approx(sps.binomtest(0, 20, 0.5).pvalue)
+    assert sft["diff_ci_low"] > 0 and sft["significant"] is True
+    assert sft["p_adjusted"] >= sft["p"]
+    assert mcq["lora"]["diff"] == 0 and mcq["lora"]["p"] == 1.0 and mcq["lora"]["significant"] is False
+
+    # corpus metrics: copying the references is significantly better (TER lower), an equal system is not
+    gen = sig["tasks"]["gen"]
+    bleu = {m: scores[m]["gen"]["bleu"] for m in ("base", "sft")}
+    assert gen["bleu"]["sft"]["diff"] == pytest.approx(bleu["sft"] - bleu["base"])
+    assert gen["chrf"]["sft"]["significant"] and gen["ter"]["sft"]["significant"]
+    assert gen["ter"]["sft"]["diff"] < 0
+    assert gen["chrf"]["base"]["stderr_method"] == "bootstrap" and gen["chrf"]["base"]["stderr"] > 0
+    assert gen["chrf"]["lora"]["p"] == 1.0 and not gen["chrf"]["lora"]["significant"]
+    # ROUGE per item and the judge's win rate: paired bootstrap
+    assert sig["tasks"]["summ"]["rougeL"]["sft"]["test"] == "paired bootstrap"
+    assert sig["tasks"]["summ"]["rougeL"]["sft"]["significant"]
+    judge = sig["tasks"]["alpaca"]["win_rate"]
+    assert judge["base"]["n"] == 18 and judge["sft"]["n"] == 19
+    assert judge["sft"]["n_paired"] == 17  # judged for both (base's flipped, sft's unparseable left out)
+    assert judge["sft"]["significant"] and not judge["lora"]["significant"]
+
+    # Holm over each model's tests: sft has acc, bleu, chrf, ter, rougeL, win_rate
+    sft_cells = [c["sft"] for t in sig["tasks"].values() for c in t.values()]
+    assert len(sft_cells) == 6
+    assert sorted(c["p_adjusted"] for c in sft_cells) == pytest.approx(
+        sorted(__import__("atlas_forge.stats").stats.holm([c["p"] for c in sft_cells])))
+
+    # seeds: mean ± sd across the group's models, checked against numpy
+    accs = [12 / 40, 14 / 40, 17 / 40]
+    cell = scores["seed_groups"]["lora"]["mcq"]["acc"]
+    assert cell["mean"] == pytest.approx(np.mean(accs)) and cell["sd"] == pytest.approx(np.std(accs, ddof=1))
+    assert cell["n_seeds"] == 3
+
+    md = out["report"].read_text(encoding="utf-8")
+    assert "## Comparison with significance" in md and "p < 0.05, two-sided" in md and "Holm" in md
+    rows = [line for line in md.splitlines() if line.startswith("| mcq | **acc** |")]
+    assert rows and "25.00 ± 6.93" in rows[0] and "reference" in rows[0]
+    sft_row = next(line for line in md.splitlines() if line.startswith("|  |  | sft |") and "McNemar" in line)
+    assert "+50.00" in sft_row and "0/20 discordant" in sft_row and sft_row.rstrip().endswith("✓ |")
+    seed_row = next(line for line in md.splitlines() if line.startswith("| lora (lora_seed1"))
+    assert f"{100 * np.mean(accs):.2f} ± {100 * np.std(accs, ddof=1):.2f}" in seed_row
+
+
+def test_significance_needs_the_same_items(tmp_path, capsys):
+    paths = _mcq(tmp_path, "base", 10) + _mcq(tmp_path, "sft", 10, n=39)
+    rc, _ = _run_with_samples(tmp_path, paths, {"baseline": "base", "candidate": "sft", "paper": ""})
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "do not score the same items" in err and "base" in err and "sft" in err
+
+
+def test_significance_checks_samples_against_the_score(tmp_path, capsys):
+    paths = _mcq(tmp_path, "base", 10) + _mcq(tmp_path, "sft", 12)
+    r = io.read_json(paths[2])
+    r["scores"]["acc"] = 0.5  # not what its samples say (12 / 40)
+    io.write_json(r, paths[2])
+    rc, _ = _run_with_samples(tmp_path, paths, {"baseline": "base", "candidate": "sft", "paper": ""})
+    assert rc == 2
+    assert "the samples are not the items behind the score" in capsys.readouterr().err
+
+
+def test_significance_without_samples_is_left_out(tmp_path):
+    rc, out = _run(tmp_path, _run_results(tmp_path), {"baseline": "base", "candidate": "sft", "paper": ""})
+    assert rc == 0
+    assert io.read_json(out["scores"])["significance"]["tasks"] == {}
+    assert "## Comparison with significance" not in out["report"].read_text(encoding="utf-8")
+
+
+def test_rouge_per_item_names_its_tokenizer_and_means_to_evaluates_score():
+    from atlas_forge.evaluate import metrics
+
+    rows = [{"generation": "السلام عليكم صاحبي", "gold": "السلام عليكم"},
+            {"generation": "واش نتا", "gold": "لا"}]
+    info = report.TaskInfo(main="rougeL", family="summarization", rouge_tokenizer="arabic")
+    ours = report._per_item("rouge", "rouge1", rows, info)
+    harness = report._per_item("rouge", "rouge1_harness", rows, info)
+    assert ours[0] > 0 and harness == [0.0, 0.0]  # the harness tokenizer keeps only [a-z0-9]
+    preds, refs = [r["generation"] for r in rows], [r["gold"] for r in rows]
+    assert np.mean(ours) == pytest.approx(metrics.rouge(preds, refs, tokenizer="arabic")["rouge1"])
+    assert report._kind("rouge1_harness") == "rouge" and report._kind("bertscore") is None

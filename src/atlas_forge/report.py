@@ -9,6 +9,15 @@ report.md has two tables:
   (`report.paper`, data/paper/atlas_chat_table2.yaml, each figure cited there).
 - Other tasks: tasks without a `column`, one row per task and metric (baseline, candidate, Δ).
 
+Then, when the results' per-item samples are given (--samples, results/<model>/<task>.samples.jsonl):
+"Comparison with significance", every model of every task with score ± stderr and an interval, and each
+against the reference (`report.baseline`): Δ with its paired-bootstrap interval, p (accuracy: exact
+McNemar; other metrics: paired bootstrap over items; atlas_forge.stats), significant at `report.alpha`,
+two-sided, after Holm's adjustment over the model's tests (`report.correction`). Items pair by id,
+source and direction; models that do not score the same items fail. "Seeds": mean ± sd across each
+`report.seed_groups` group's models. Both also go to scores.json (keys `significance`, `seed_groups`,
+beside the models').
+
 Labels, directions and units come from the metric registry (atlas_forge.metric_registry): fractions
 are shown in percent, as the paper prints them. A null score (e.g. a judge win rate when no pair
 could be judged) is "–". A column the paper file does not have (e.g. one translation set scored on
@@ -23,13 +32,15 @@ figures (rouge1_harness, ...), and the paper's ROUGE figures sit under those, li
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from atlas_forge import io
-from atlas_forge.metric_registry import METRICS, ROUGE, harness_rouge
+from atlas_forge import io, stats
+from atlas_forge.metric_registry import HARNESS_SUFFIX, METRICS, ROUGE, harness_rouge
 from atlas_forge.metric_registry import metric as metric_info
 from atlas_forge.phase import PATH, PATHS, Phase
+from atlas_forge.rouge import rouge_items
 
 log = logging.getLogger(__name__)
 MISSING = "–"
@@ -48,6 +59,13 @@ class ReportConfig:
     candidate: str = "sft"
     # YAML of the paper's published figures; "" leaves the paper rows out
     paper: str = "data/paper/atlas_chat_table2.yaml"
+    # comparison with significance: every model against `baseline`, paired over items (their samples)
+    alpha: float = 0.05  # two-sided level; intervals at 1 - alpha; significant when (adjusted) p < alpha
+    correction: Literal["holm", "none"] = "holm"  # Holm over each model's tests against the baseline
+    resamples: int = 1000  # bootstrap resamples (paired tests, corpus-metric stderr and intervals)
+    seed: int = 0  # the bootstrap's numpy seed
+    # seed variants: {group: [model, ...]}; the report gives each task metric's mean ± sd across them
+    seed_groups: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -431,12 +449,324 @@ def plot(
     plt.close(fig)
 
 
+# --- comparison with significance ---------------------------------------------------------------
+# scores.json keys beside the models' (no model may take these names)
+SIGNIFICANCE, SEED_GROUPS = "significance", "seed_groups"
+ACCURACY = ("acc", "acc_norm")
+
+
+def _item_key(sample: dict) -> tuple[str, str, str]:
+    """An item's identity across models: its id, plus source and direction (an id may repeat across
+    sources, and a translation item is scored once per direction)."""
+    return (str(sample["id"]), str(sample.get("source") or ""), str(sample.get("direction") or ""))
+
+
+def samples_of(results: list[str], samples: list[str]) -> dict[tuple[str, str], list[dict]]:
+    """{(model, task): samples} for each samples file, matched to the result beside it
+    (results/<model>/<task>.samples.jsonl beside results/<model>/<task>.json)."""
+    owner = {}
+    for p in results:
+        r = io.read_json(p)
+        owner[Path(p).resolve()] = (r["model"], r["task"])
+    out = {}
+    for p in samples:
+        path = Path(p)
+        if not path.name.endswith(".samples.jsonl"):
+            raise ValueError(f"report: {p}: a samples file is named <task>.samples.jsonl")
+        result = (path.parent / (path.name.removesuffix(".samples.jsonl") + ".json")).resolve()
+        if result not in owner:
+            raise ValueError(f"report: {p}: no result {result.name} beside it among --results")
+        rows = io.read_jsonl(p)
+        seen: dict[tuple, int] = {}
+        for i, s in enumerate(rows):
+            if "id" not in s:
+                raise ValueError(f"report: {p}: line {i + 1} has no 'id'")
+            k = _item_key(s)
+            if k in seen:
+                raise ValueError(f"report: {p}: item {k} on lines {seen[k] + 1} and {i + 1}")
+            seen[k] = i
+        out[owner[result]] = rows
+    return out
+
+
+def _aligned(ref: list[dict], other: list[dict], ref_name: str, other_name: str, task: str) -> list[dict]:
+    """`other`'s samples in `ref`'s item order; both must score the same items."""
+    by_key = {_item_key(s): s for s in other}
+    ref_keys = [_item_key(s) for s in ref]
+    missing, extra = set(ref_keys) - set(by_key), set(by_key) - set(ref_keys)
+    if missing or extra:
+        example = sorted(missing or extra)[0]
+        raise ValueError(
+            f"report: task {task}: models {ref_name} and {other_name} do not score the same items "
+            f"({len(missing)} only {ref_name}'s, {len(extra)} only {other_name}'s, e.g. {example}); "
+            "paired tests need the same items")
+    return [by_key[k] for k in ref_keys]
+
+
+def _kind(metric: str) -> str | None:
+    """How a metric is tested: a mean of right/wrong, a corpus metric, a mean of per-item ROUGE, a
+    judge's win rate; None: not from the samples (BERTScore: no per-item scores; counts; subsets)."""
+    if metric in ACCURACY:
+        return "accuracy"
+    if metric in stats.CORPUS:
+        return "corpus"
+    if metric in ROUGE or metric.removesuffix(HARNESS_SUFFIX) in ROUGE and metric.endswith(HARNESS_SUFFIX):
+        return "rouge"
+    if metric == "win_rate":
+        return "judge"
+    return None
+
+
+def _per_item(kind: str, metric: str, rows: list[dict], info: TaskInfo) -> list[float]:
+    if kind == "accuracy":
+        if metric == "acc":
+            return [float(bool(s["correct"])) for s in rows]
+        return [float(s["pred_norm"] == s["gold"]) for s in rows]
+    if kind == "rouge":
+        base = metric.removesuffix(HARNESS_SUFFIX)
+        tok = "harness" if metric.endswith(HARNESS_SUFFIX) else (info.rouge_tokenizer or "harness")
+        got = rouge_items([s["generation"] for s in rows], [s["gold"] for s in rows], tok)[base]
+        return [100.0 * v for v in got]
+    raise ValueError(kind)
+
+
+def _check_score(model: str, task: str, metric: str, recomputed: float | None, stored: float | None) -> None:
+    if stored is None or recomputed is None:
+        if stored is not recomputed:
+            raise ValueError(f"report: {model}/{task}: {metric} is {stored} in the result but {recomputed} "
+                             "from its samples")
+        return
+    if abs(recomputed - stored) > 1e-6 * max(1.0, abs(stored)):
+        raise ValueError(f"report: {model}/{task}: {metric} from the samples is {recomputed!r}, the result "
+                         f"says {stored!r}: the samples are not the items behind the score")
+
+
+def _estimate_dict(e: stats.Estimate | None) -> dict:
+    if e is None:
+        return {"score": None, "stderr": None, "ci_low": None, "ci_high": None, "n": 0, "stderr_method": None}
+    d = asdict(e)
+    d["stderr_method"] = d.pop("method")
+    return d
+
+
+def _comparison_dict(c: stats.Comparison | None) -> dict:
+    if c is None:
+        return {"diff": None, "diff_ci_low": None, "diff_ci_high": None, "p": None, "test": None,
+                "n_paired": 0}
+    d = {"diff": c.diff, "diff_ci_low": c.ci_low, "diff_ci_high": c.ci_high, "p": c.p, "test": c.test,
+         "n_paired": c.n}
+    if c.discordant is not None:
+        d["discordant_reference"], d["discordant_other"] = c.discordant
+    return d
+
+
+def _task_significance(task: str, info: TaskInfo, scores: dict, by_model: dict[str, list[dict]],
+                       ref: str, cfg: ReportConfig) -> dict:
+    """{metric: {model: estimate (+ comparison with `ref` for the others)}} of one task."""
+    level = 1 - cfg.alpha
+    models = [ref] + sorted(m for m in by_model if m != ref)
+    rows = {m: _aligned(by_model[ref], by_model[m], ref, m, task) for m in models}
+    n = len(rows[ref])
+    metrics = sorted({k for m in models for k in scores[m][task] if _kind(k)},
+                     key=lambda k: (k != info.main, list(METRICS).index(k) if k in METRICS else 99, k))
+    out: dict[str, dict] = {}
+    idx = stats.indices(n, cfg.resamples, cfg.seed) if n else None
+    for metric in metrics:
+        kind = _kind(metric)
+        per: dict[str, dict] = {}
+        if kind == "corpus":
+            refs = [s["gold"] for s in rows[ref]]
+            corpus = {m: stats.CorpusMetric(metric, [s["generation"] for s in rows[m]], refs) for m in models}
+            boots = {}
+            for m in models:
+                est, boots[m] = stats.corpus_estimate(corpus[m], idx, level)
+                _check_score(m, task, metric, est.score, scores[m][task].get(metric))
+                per[m] = _estimate_dict(est)
+                if m != ref:
+                    per[m].update(_comparison_dict(stats.paired_corpus(
+                        corpus[ref], corpus[m], idx, level, boots[ref], boots[m])))
+        elif kind == "judge":
+            won = {m: {_item_key(s): float(s["outcome"] == "win") for s in rows[m]
+                       if s.get("outcome") in ("win", "loss")} for m in models}
+            for m in models:
+                vals = list(won[m].values())
+                est = stats.mean_estimate(vals, level) if vals else None
+                _check_score(m, task, metric, est.score if est else None, scores[m][task].get(metric))
+                per[m] = _estimate_dict(est)
+                if m != ref:
+                    both = [k for k in won[ref] if k in won[m]]
+                    cmp = stats.paired_bootstrap_mean([won[ref][k] for k in both], [won[m][k] for k in both],
+                                                      cfg.resamples, cfg.seed, level) if both else None
+                    per[m].update(_comparison_dict(cmp))
+        else:
+            values = {m: _per_item(kind, metric, rows[m], info) for m in models}
+            for m in models:
+                est = stats.mean_estimate(values[m], level)
+                _check_score(m, task, metric, est.score, scores[m][task].get(metric))
+                per[m] = _estimate_dict(est)
+                if m == ref:
+                    continue
+                cmp = stats.paired_bootstrap_mean(values[ref], values[m], cfg.resamples, cfg.seed, level)
+                if kind == "accuracy":  # the exact McNemar test's p; the bootstrap's interval of Δ
+                    b, c, p = stats.mcnemar(values[ref], values[m])
+                    cmp = stats.Comparison(cmp.diff, cmp.ci_low, cmp.ci_high, p, "McNemar (exact)", cmp.n,
+                                           (b, c))
+                per[m].update(_comparison_dict(cmp))
+        out[metric] = per
+    return out
+
+
+def significance(scores: dict, tasks: dict[str, TaskInfo], samples: dict[tuple[str, str], list[dict]],
+                 cfg: ReportConfig) -> dict:
+    """scores.json's `significance`: each task's metrics per model with stderr and interval, and each
+    model against the reference (`report.baseline`): Δ, its interval, p, the test, significant or not
+    (after Holm's adjustment over the model's tests when `report.correction` is holm)."""
+    ref = cfg.baseline
+    out_tasks: dict[str, dict] = {}
+    skipped = []
+    for task in sorted(tasks):
+        models = sorted(m for m in scores if task in scores[m])
+        have = [m for m in models if (m, task) in samples]
+        if not have:
+            skipped.append(task)
+            continue
+        if len(have) != len(models) or ref not in have:
+            lacking = sorted(set(models) - set(have)) or [ref]
+            raise ValueError(f"report: task {task}: no samples for {', '.join(lacking)} (have them for "
+                             f"{', '.join(have)}); every model's or none")
+        out_tasks[task] = _task_significance(task, tasks[task], scores, {m: samples[(m, task)] for m in have},
+                                             ref, cfg)
+    # significance per model, over all its tests against the reference
+    for model in sorted(scores):
+        cells = [c[model] for t in out_tasks.values() for c in t.values()
+                 if model != ref and model in c and c[model].get("p") is not None]
+        raw = [c["p"] for c in cells]
+        adjusted = stats.holm(raw) if cfg.correction == "holm" else raw
+        for c, pa in zip(cells, adjusted, strict=True):
+            c["p_adjusted"] = pa
+            c["significant"] = pa < cfg.alpha
+    return {
+        "reference": ref, "alpha": cfg.alpha, "level": 1 - cfg.alpha, "correction": cfg.correction,
+        "resamples": cfg.resamples, "seed": cfg.seed, "tasks": out_tasks, "no_samples": skipped,
+    }
+
+
+def seed_groups(scores: dict, cfg: ReportConfig) -> dict:
+    """scores.json's `seed_groups`: {group: {task: {metric: {mean, sd, n_seeds}}}}, sd the sample standard
+    deviation (ddof 1) across the group's models; a metric any of them lacks (or has null) is left out."""
+    out: dict[str, dict] = {}
+    for group, members in cfg.seed_groups.items():
+        missing = [m for m in members if m not in scores]
+        if missing:
+            raise ValueError(f"report: seed group {group}: no results for {', '.join(missing)}")
+        if not members:
+            raise ValueError(f"report: seed group {group} has no models")
+        common = set.intersection(*(set(scores[m]) for m in members))
+        by_task = {}
+        for task in sorted(common):
+            metrics = set.intersection(*(set(scores[m][task]) for m in members))
+            cells = {}
+            for metric in sorted(metrics):
+                values = [scores[m][task][metric] for m in members]
+                if metric.startswith("n_") or any(v is None for v in values):
+                    continue
+                mean, sd = stats.mean_sd(values)
+                cells[metric] = {"mean": mean, "sd": sd, "n_seeds": len(values)}
+            by_task[task] = cells
+        out[group] = by_task
+    return out
+
+
+def _num(metric: str, v: float | None) -> str:
+    return MISSING if v is None else f"{v * metric_info(metric).scale:.2f}"
+
+
+def _p(v: float | None) -> str:
+    return MISSING if v is None else (f"{v:.3g}" if v >= 1e-3 else f"{v:.1e}")
+
+
+def render_significance(sig: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig) -> list[str]:
+    ref, level = sig["reference"], round(100 * sig["level"])
+    adjust = ("Holm-adjusted over each model's tests against the reference" if sig["correction"] == "holm"
+              else "not adjusted for multiple tests")
+    lines = [
+        "## Comparison with significance",
+        "",
+        f"Each model against the reference `{ref}`, on the same items (paired by item id, source and "
+        f"direction). Score ± standard error and its {level}% interval: for accuracies and other means of "
+        "per-item scores (ROUGE per item, a judge's wins over its judged pairs) the standard error as "
+        "lm-eval computes it for a mean (sample sd / √n) and the normal interval; for BLEU, chrF and TER "
+        f"(corpus metrics) the bootstrap over items ({sig['resamples']} resamples of sacrebleu's per-item "
+        "statistics, seed "
+        f"{sig['seed']}: lm-eval's bootstrap stderr) and its percentile interval. Δ = model − {ref}, with "
+        f"its {level}% paired-bootstrap interval (the same {sig['resamples']} resamples of items for both "
+        "models). p, two-sided: accuracy by the exact McNemar test (binomial test on the discordant items, "
+        "scipy); every other metric by the paired bootstrap (its smallest p is 1 / (resamples + 1)). "
+        f"**Significant** (✓) when p < {sig['alpha']:g}, two-sided, p {adjust}. A judge's Δ is over the "
+        "pairs judged for both models. BERTScore and per-subset scores are not tested (no per-item "
+        "scores in the samples).",
+    ]
+    by_family: dict[str, list[str]] = {}
+    for task in sig["tasks"]:
+        by_family.setdefault(tasks[task].family or "other", []).append(task)
+    for family in sorted(by_family):
+        lines += ["", f"### {family}", "",
+                  f"| task | metric | model | score ± se | {level}% CI | Δ vs {ref} [{level}% CI] | p | "
+                  f"p ({'Holm' if sig['correction'] == 'holm' else 'adj.'}) | test | significant |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---|:---:|"]
+        for task in by_family[family]:
+            first_task = True
+            for metric, per in sig["tasks"][task].items():
+                first_metric = True
+                for model in [ref] + sorted(m for m in per if m != ref):
+                    c = per[model]
+                    se = "" if c["stderr"] is None else f" ± {_num(metric, c['stderr'])}"
+                    ci = MISSING if c["ci_low"] is None else f"[{_num(metric, c['ci_low'])}, " \
+                        f"{_num(metric, c['ci_high'])}]"
+                    if model == ref:
+                        delta, p, pa, test, mark = "reference", "", "", "", ""
+                    elif c.get("diff") is None:
+                        delta, p, pa, test, mark = MISSING, MISSING, MISSING, "no paired items", ""
+                    else:
+                        delta = (f"{c['diff'] * metric_info(metric).scale:+.2f} "
+                                 f"[{_num(metric, c['diff_ci_low'])}, {_num(metric, c['diff_ci_high'])}]")
+                        p, pa, test = _p(c["p"]), _p(c.get("p_adjusted")), c["test"]
+                        if c.get("discordant_reference") is not None:
+                            test += f", {c['discordant_reference']}/{c['discordant_other']} discordant"
+                        test += f", n = {c['n_paired']}"
+                        mark = "✓" if c.get("significant") else "–"
+                    name = f"**{metric}**" if metric == tasks[task].main else metric
+                    lines.append(f"| {task if first_task else ''} | {name if first_metric else ''} | "
+                                 f"{model} | {_num(metric, c['score'])}{se} | {ci} | {delta} | {p} | {pa} | "
+                                 f"{test} | {mark} |")
+                    first_task = first_metric = False
+    if sig["no_samples"]:
+        lines += ["", f"No per-item samples given for: {', '.join(sig['no_samples'])} (not tested)."]
+    return lines
+
+
+def render_seed_groups(groups: dict, cfg: ReportConfig) -> list[str]:
+    lines = ["## Seeds", "",
+             "Mean ± sample standard deviation (ddof 1) across each seed group's models "
+             "(`report.seed_groups`), per task and metric.", "",
+             "| group | task | metric | mean ± sd | seeds |", "|---|---|---|---:|---:|"]
+    for group, by_task in groups.items():
+        members = ", ".join(cfg.seed_groups[group])
+        for task, cells in by_task.items():
+            for metric, c in cells.items():
+                sd = "" if c["sd"] is None else f" ± {_num(metric, c['sd'])}"
+                lines.append(f"| {group} ({members}) | {task} | {metric} | {_num(metric, c['mean'])}{sd} | "
+                             f"{c['n_seeds']} |")
+    return lines
+
+
 CONTRACT = Phase(
     name="report",
     module=__name__,
     help="collect task scores into scores.json, a Table-2 style report and a plot",
     config=ReportConfig,
-    args=(("--results", {"required": True, **PATHS}), ("--scores", {"required": True, **PATH}),
+    args=(("--results", {"required": True, **PATHS}), ("--samples", PATHS),
+          ("--scores", {"required": True, **PATH}),
           ("--report", {"required": True, **PATH}), ("--plot", {"required": True, **PATH})),
 )
 
@@ -450,8 +780,17 @@ def run_cli(args, job) -> None:
         if name not in scores:
             raise ValueError(f"report: no results for model '{name}' (have: {', '.join(sorted(scores))})")
     paper = load_paper(cfg.paper) if cfg.paper else None
-    io.write_json(scores, args.scores)
-    io.write_text(render(scores, tasks, cfg, paper), args.report)
+    clash = {SIGNIFICANCE, SEED_GROUPS} & set(scores)
+    if clash:
+        raise ValueError(f"report: a model may not be named {', '.join(sorted(clash))} (a scores.json key)")
+    sig = significance(scores, tasks, samples_of(args.results, args.samples), cfg)
+    seeds = seed_groups(scores, cfg)
+    io.write_json({**scores, SIGNIFICANCE: sig, **({SEED_GROUPS: seeds} if seeds else {})}, args.scores)
+    extra = render_significance(sig, tasks, cfg) if sig["tasks"] else []
+    if seeds:
+        extra += ["", *render_seed_groups(seeds, cfg)]
+    text = render(scores, tasks, cfg, paper)
+    io.write_text(text + ("\n" + "\n".join(extra) + "\n" if extra else ""), args.report)
     plot(scores, tasks, cfg, args.plot, paper)
     log.info(
         "report: %d models, %d tasks%s",

@@ -6,12 +6,11 @@ are on 0-100 (as sacrebleu and the Atlas-Chat paper report them).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-# Arabic diacritics (harakat) and tatweel: removed before ROUGE so vocalised text still matches
-_ARABIC_MARKS = re.compile(r"[\u064B-\u065F\u0670\u0640]")
+from atlas_forge.rouge import ArabicAwareTokenizer, rouge_items
+
+__all__ = ["ArabicAwareTokenizer", "argmax", "choice_preds", "chrf", "mean", "rouge", "translation_scores"]
 
 
 def argmax(values: Sequence[float]) -> int:
@@ -35,16 +34,6 @@ def mean(xs: Sequence[float]) -> float:
     return float(sum(xs) / len(xs)) if xs else 0.0
 
 
-class ArabicAwareTokenizer:
-    """Tokenizer for rouge_score: lowercase, strip Arabic diacritics, keep every Unicode word.
-
-    rouge_score's default tokenizer keeps only [a-z0-9], so Arabic text scores 0.0 silently.
-    """
-
-    def tokenize(self, text: str) -> list[str]:
-        return _WORD.findall(_ARABIC_MARKS.sub("", text.lower()))
-
-
 def rouge(
     predictions: Sequence[str], references: Sequence[str], tokenizer: str = "harness"
 ) -> dict[str, float]:
@@ -56,17 +45,12 @@ def rouge(
     The harness aggregates with an unseeded bootstrap (BootstrapAggregator, the median of resampled
     means); we report the plain mean, the quantity that bootstrap estimates, so scores are reproducible.
     """
-    from rouge_score import rouge_scorer
-
-    types = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
-    tok = ArabicAwareTokenizer() if tokenizer == "arabic" else None
-    scorer = rouge_scorer.RougeScorer(types, use_stemmer=False, tokenizer=tok)
-    totals = dict.fromkeys(types, 0.0)
-    for pred, ref in zip(predictions, references, strict=True):
-        scores = scorer.score(ref, pred)
-        for k in totals:
-            totals[k] += scores[k].fmeasure
+    items = rouge_items(predictions, references, tokenizer)
     n = max(1, len(predictions))
+    totals = {k: 0.0 for k in items}
+    for k, values in items.items():
+        for v in values:
+            totals[k] += v
     return {k: 100.0 * v / n for k, v in totals.items()}
 
 
