@@ -300,6 +300,92 @@ def test_sentiment_letters_and_size_weighted_group(tiny, tmp_path):
         in samples[0]["prompt"]
     )
     assert [len(s["choices"]) for s in samples] == [3] * 4 + [2] * 2
+    # the trivial baselines, per source, from the scored items' gold labels
+    for src, n_choices in (("s1", 3), ("s2", 2)):
+        golds = [s["gold"] for s in samples if s["source"] == src]
+        assert sc[f"majority/{src}"] == max(golds.count(g) for g in set(golds)) / len(golds)
+        assert sc[f"chance/{src}"] == pytest.approx(1 / n_choices)
+    assert sc["chance"] == pytest.approx((4 / 3 + 2 / 2) / 6)
+    assert result["main_metric"] == "acc"
+
+
+def _sentiment_docs(labels_by_source: dict[str, tuple[list[str], list[str]]]):
+    from atlas_forge import benchmarks
+    from atlas_forge.evaluate import families
+
+    return [
+        families.Doc(benchmarks.sentiment_doc(f"جملة {i}", label, offered), f"{src}-{i}", src, "")
+        for src, (offered, labels) in labels_by_source.items()
+        for i, label in enumerate(labels)
+    ]
+
+
+def test_majority_and_chance_on_a_hand_made_set():
+    """Majority class: each source's top gold-label share (overall, each source by its own majority
+    label, size-weighted); chance: the mean of 1/len(choices). Neither needs a model."""
+    from atlas_forge.evaluate import families
+    from atlas_forge.evaluate.task_config import TaskConfig
+
+    three, two = ["positive", "negative", "neutral"], ["positive", "negative"]
+    docs = _sentiment_docs({
+        "mac": (three, ["negative", "negative", "positive", "neutral"]),  # top label 2 of 4
+        "myc": (two, ["positive", "positive", "positive", "negative", "positive"]),  # 4 of 5
+    })
+    cfg = TaskConfig(name="sent", family="darija_sentiment", sources=["mac", "myc"])
+    got = families.multiple_choice_baselines(cfg, docs)
+    assert got == {
+        "majority": 6 / 9, "chance": pytest.approx((4 / 3 + 5 / 2) / 9),
+        "majority/mac": 0.5, "chance/mac": pytest.approx(1 / 3),
+        "majority/myc": 0.8, "chance/myc": 0.5,
+    }
+    # one constant label over both sets (negative: 3 of 9, positive: 5 of 9) would score less
+    assert got["majority"] > 5 / 9
+    # one source: no per-source keys; a task's few-shot setting or model plays no part
+    one = families.multiple_choice_baselines(
+        TaskConfig(name="s", family="darija_sentiment", sources=["mac"]), docs[:4])
+    assert one == {"majority": 0.5, "chance": pytest.approx(1 / 3)}
+
+
+def test_copy_source_is_sacrebleu_of_the_source_texts(tmp_path):
+    """copy_source_<metric>: the task's metrics with the source text as the output, overall and per
+    direction, equal to sacrebleu's on the texts themselves."""
+    import sacrebleu
+
+    from atlas_forge import benchmarks
+    from atlas_forge.evaluate import families
+    from atlas_forge.evaluate.task_config import TaskConfig
+
+    rng = random.Random(7)
+    rows = []
+    for i in range(6):  # names and numbers that the two sides share: copying the source scores above 0
+        shared = f"Ahmed {rng.randint(10, 99)} Casa"
+        texts = {"ary_Arab": " ".join(rng.choices(WORDS, k=4)) + " " + shared,
+                 "eng_Latn": shared + " " + " ".join(rng.choices(ENGLISH, k=rng.randint(2, 6)))}
+        rows.append(records.make_record("pairs", str(i), "translation",
+                                        [{"role": "user", "content": texts["ary_Arab"]}], "ary_Arab",
+                                        {"texts": texts}))
+    texts = [json.loads(r["meta"])["texts"] for r in rows]
+    cfg = TaskConfig(name="gen", family="darija_translation", sources=["pairs"])
+    docs = families.task_docs(cfg, families.sorted_rows(records.from_rows(rows), ["pairs"]))
+    refs = [d.doc["messages"][1]["content"] for d in docs]
+    got = families.copy_source_baselines(cfg, docs, refs)
+    src = {"dr_en": [t["ary_Arab"] for t in texts], "en_dr": [t["eng_Latn"] for t in texts]}
+    ref = {"dr_en": [t["eng_Latn"] for t in texts], "en_dr": [t["ary_Arab"] for t in texts]}
+    assert [benchmarks.source_text(d.doc) for d in docs if d.doc["direction"] == "dr_en"] == src["dr_en"]
+    for d in ("dr_en", "en_dr"):
+        assert got[f"copy_source_chrf/{d}"] == pytest.approx(sacrebleu.corpus_chrf(src[d], [ref[d]]).score)
+        assert got[f"copy_source_bleu/{d}"] == pytest.approx(
+            sacrebleu.corpus_bleu(src[d], [ref[d]], tokenize="13a").score)
+    order = [d.doc["direction"] for d in docs]
+    all_src = [src[d][i // 2] for i, d in enumerate(order)]
+    all_ref = [ref[d][i // 2] for i, d in enumerate(order)]
+    assert got["copy_source_chrf"] == pytest.approx(sacrebleu.corpus_chrf(all_src, [all_ref]).score)
+    assert {"copy_source_ter", "copy_source_ter/en_dr"} <= set(got)
+    assert 0 < got["copy_source_chrf/en_dr"] != got["copy_source_chrf/dr_en"] > 0
+    assert got["copy_source_bleu"] > 0
+    # a Hub document of another wording: the text after the instruction line
+    hub = benchmarks.generation_doc("ترجم هادشي:\nsalam labas", "سلام لاباس", "ar_dr")
+    assert benchmarks.source_text(hub) == "salam labas"
 
 
 def _gen_rows():
@@ -356,6 +442,9 @@ def test_generation_batch_invariant_and_metrics(tiny, tmp_path):
     dr_en = next(x for x in s1 if x["direction"] == "dr_en")
     assert dr_en["prompt"].startswith("ترجم من الدارجة للإنجليزية:\n")
     assert r1["settings"]["apply_chat_template"] is True
+    # the copy-the-source baseline beside the scores; the main metric is still the model's chrF
+    assert {"copy_source_chrf", "copy_source_bleu/dr_en", "copy_source_ter/en_dr"} <= set(r1["scores"])
+    assert r1["main_metric"] == "chrf"
 
     tl = {
         "name": "tl",
@@ -381,6 +470,13 @@ def test_generation_batch_invariant_and_metrics(tiny, tmp_path):
     assert {"rouge1_harness", "rouge2_harness", "rougeL_harness", "rougeLsum_harness"} <= set(r["scores"])
     assert r["settings"]["rouge_tokenizer"] == "arabic" and r["main_metric"] == "rougeL"
     assert s[0]["prompt"].startswith("لخص هاد المقطع في ٣٠ كلمة:\n")
+    # copying the article as its summary: ROUGE (ours and the harness tokenizer's) of the articles themselves
+    from atlas_forge.evaluate.metrics import rouge
+
+    articles = [(row["messages"][0]["content"], row["messages"][1]["content"]) for row in _gen_rows()[5:]]
+    copied = rouge([a for a, _ in articles], [g for _, g in articles], tokenizer="arabic")
+    assert r["scores"]["copy_source_rougeL"] == pytest.approx(copied["rougeL"]) and copied["rougeL"] > 0
+    assert "copy_source_rougeL_harness" in r["scores"] and r["main_metric"] == "rougeL"
 
 
 def test_rouge_keeps_arabic():

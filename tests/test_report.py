@@ -511,3 +511,78 @@ def test_rouge_per_item_names_its_tokenizer_and_means_to_evaluates_score():
     preds, refs = [r["generation"] for r in rows], [r["gold"] for r in rows]
     assert np.mean(ours) == pytest.approx(metrics.rouge(preds, refs, tokenizer="arabic")["rouge1"])
     assert report._kind("rouge1_harness") == "rouge" and report._kind("bertscore") is None
+
+def _baseline_results(tmp_path):
+    """A sentiment task over three sets (sft above the majority class on myc, at it on mac, below on
+    msac) and a translation task (sft beats copying the source overall, not on en_dr)."""
+    maj = {"majority": 0.55, "chance": 0.4, "majority/mac": 0.6, "chance/mac": 1 / 3,
+           "majority/myc": 0.5, "chance/myc": 0.5, "majority/msac": 0.55, "chance/msac": 0.5}
+    copy = {"copy_source_chrf": 5.0, "copy_source_chrf/dr_en": 4.0, "copy_source_chrf/en_dr": 6.0,
+            "copy_source_bleu": 1.0, "copy_source_ter": 99.0}
+    paths = []
+    for model, acc in (("base", {"mac": 0.3, "myc": 0.45, "msac": 0.5, "": 0.4}),
+                       ("sft", {"mac": 0.6, "myc": 0.7, "msac": 0.52, "": 0.6})):
+        sent = {"acc": acc[""], **{f"acc/{s}": v for s, v in acc.items() if s}, **maj}
+        paths.append(_result(tmp_path, model, "sentiment", "darija_sentiment", sent, "acc", "sentiment"))
+        chrf = {"base": (3.0, 2.0, 4.0), "sft": (7.0, 9.0, 5.0)}[model]
+        gen = {"chrf": chrf[0], "chrf/dr_en": chrf[1], "chrf/en_dr": chrf[2], "bleu": 2.0, "ter": 90.0}
+        paths.append(_result(tmp_path, model, "translation", "darija_translation", {**gen, **copy}, "chrf",
+                             "translation"))
+    return paths
+
+
+def test_report_shows_trivial_baselines_and_flags_scores_that_do_not_beat_them(tmp_path, paper_path):
+    rc, out = _run(tmp_path, _baseline_results(tmp_path), {"baseline": "base", "candidate": "sft",
+                                                           "paper": paper_path})
+    assert rc == 0
+    md = out["report"].read_text(encoding="utf-8")
+    # the baselines stay in scores.json (per result) and out of the Table 2 columns and the subsets
+    assert io.read_json(out["scores"])["sft"]["sentiment"]["majority/mac"] == 0.6
+    _, header = _table(md, "model")
+    assert not any("majority" in h or "chance" in h or "copy" in h for h in header), header
+    per_subset = md.split("## Per subset", 1)[1].split("## Trivial baselines", 1)[0]
+    assert "majority" not in per_subset and "copy_source" not in per_subset
+
+    section = md.split("## Trivial baselines", 1)[1]
+    lines = section.splitlines()
+
+    def cells(task):
+        rows = [line for line in lines if line.startswith(f"| {task} |")]
+        return {r[1]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in rows)}
+
+    mc = cells("sentiment")
+    assert lines.count("| task | set | metric | majority class | uniform chance | base | sft |") == 1
+    assert mc["all"] == ["sentiment", "all", "acc", "55.00", "40.00", "40.00 ≤ majority", "60.00"]
+    assert mc["mac"] == ["sentiment", "mac", "acc/mac", "60.00", "33.33", "30.00 ≤ majority",
+                         "60.00 ≤ majority"]  # equal to the majority class: does not beat it
+    assert mc["myc"][5:] == ["45.00 ≤ majority", "70.00"]  # beats: no flag
+    assert mc["msac"][5:] == ["50.00 ≤ majority", "52.00 ≤ majority"]
+    gen = cells("translation")
+    assert gen["all"] == ["translation", "all", "chrF", "5.00", "3.00 ≤ copy source", "7.00"]
+    assert gen["en_dr"][4:] == ["4.00 ≤ copy source", "5.00 ≤ copy source"]
+    assert gen["dr_en"][4:] == ["2.00 ≤ copy source", "9.00"]
+
+    # the text says per set whether the candidate beats the majority class, and names a gain that does not
+    verdict = next(line for line in lines if line.startswith("- `sentiment`: "))
+    assert "all sets: yes, 60.00 % > majority 55.00 %" in verdict
+    assert "myc: yes, 70.00 % > majority 50.00 %" in verdict
+    assert ("mac: **no**, 60.00 % ≤ majority 60.00 %, a gain of +30.00 over `base` that does not beat it"
+            in verdict)
+    assert "msac: **no**, 52.00 % ≤ majority 55.00 %, a gain of +2.00" in verdict
+    assert "translation" not in "".join(line for line in lines if line.startswith("- "))
+
+
+def test_report_without_baselines_has_no_baseline_section(tmp_path):
+    rc, out = _run(tmp_path, _run_results(tmp_path), {"baseline": "base", "candidate": "sft", "paper": ""})
+    assert rc == 0 and "## Trivial baselines" not in out["report"].read_text(encoding="utf-8")
+
+
+def test_metric_registry_knows_the_baselines():
+    from atlas_forge import metric_registry as reg
+
+    assert reg.metric("majority/mac").scale == 100.0 and reg.metric("chance").label == "uniform chance"
+    assert reg.metric("copy_source_chrf/dr_en").label == "copy source chrF"
+    assert reg.metric("copy_source_ter").higher_is_better is False
+    assert reg.metric("copy_source_bleu").scale == 1.0
+    assert all(reg.is_baseline(k) for k in ("majority", "chance/mac", "copy_source_rougeL_harness/x"))
+    assert not any(reg.is_baseline(k) for k in ("acc", "acc/mac", "chrf/dr_en", "rougeL"))

@@ -222,6 +222,19 @@ def generation_doc(prompt: str, reference: str, direction: str | None) -> dict:
     }
 
 
+def source_text(doc: dict) -> str:
+    """The text a generation document asks to translate, transliterate or summarize: its user turn less
+    the instruction (ours and the harness's prompts put the instruction on the first line, the text
+    after it). What the copy-the-source baseline outputs."""
+    user = doc["messages"][0]["content"]
+    for template in (*TRANSLATION_PROMPTS.values(), *TRANSLITERATION_PROMPTS.values(), SUMMARIZATION_PROMPT):
+        head = template.split("{0}")[0]
+        if user.startswith(head):
+            return user[len(head):]
+    _, sep, rest = user.partition("\n")  # a Hub document of another wording: the first line is the ask
+    return rest if sep else user
+
+
 def docs_of_row(row: dict, family: str, directions: list[str] | None = None) -> list[dict]:
     """The documents one canonical bench row gives for a family (a translation row gives one per
     direction). Rows ingested with `task: benchmark` carry their Hub document in meta.doc."""

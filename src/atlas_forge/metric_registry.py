@@ -46,8 +46,28 @@ METRICS: dict[str, Metric] = {
         *(Metric(m + HARNESS_SUFFIX, f"{label} (harness tokenizer)") for m, label in ROUGE.items()),
         Metric("bertscore", "BERTScore"),
         Metric("win_rate", "win rate", stored="fraction"),
+        # trivial baselines of a multiple-choice task (evaluate: families.multiple_choice_baselines):
+        # they depend on the items only, not on the model
+        Metric("majority", "majority class", stored="fraction"),
+        Metric("chance", "uniform chance", stored="fraction"),
     )
 }
+
+# a generation task's trivial baseline: each metric of the source text copied unchanged as the output
+# (copy_source_chrf, copy_source_bleu/dr_en, ...: evaluate: families.copy_source_baselines)
+COPY_SOURCE = "copy_source_"
+BASELINES = ("majority", "chance")
+
+
+def copy_source(name: str) -> str:
+    """The key of the copy-the-source baseline of a metric (chrf -> copy_source_chrf)."""
+    return COPY_SOURCE + name
+
+
+def is_baseline(name: str) -> bool:
+    """A trivial baseline's key (majority, chance/mac, copy_source_chrf/dr_en), not a model's score."""
+    base = name.split("/")[0]
+    return base in BASELINES or base.startswith(COPY_SOURCE)
 
 
 def metric(name: str) -> Metric:
@@ -55,6 +75,9 @@ def metric(name: str) -> Metric:
     base metric's, an unregistered one (counts, stderr) is shown as stored, higher is better."""
     base = name.split("/")[0]
     found = METRICS.get(base)
+    if found is None and base.startswith(COPY_SOURCE) and base[len(COPY_SOURCE):] in METRICS:
+        of = METRICS[base[len(COPY_SOURCE):]]  # the copied metric's direction and scale
+        return Metric(base, f"copy source {of.label}", of.higher_is_better, of.stored)
     return found if found else Metric(name, name)
 
 

@@ -8,6 +8,11 @@ report.md has two tables:
   Rows: the baseline, the candidate, their difference, then the paper's published figures
   (`report.paper`, data/paper/atlas_chat_table2.yaml, each figure cited there).
 - Other tasks: tasks without a `column`, one row per task and metric (baseline, candidate, Δ).
+- Trivial baselines (render_baselines): each task's majority class and uniform chance (multiple
+  choice) or copy-the-source score (generation), whole task and per set, beside both models; a score
+  that does not beat the baseline on a set is flagged, and the text says per set whether the candidate
+  beats the majority class. The baselines are keys of each result's scores (majority, chance/<set>,
+  copy_source_<metric>[/<subset>]), kept out of the other tables.
 
 Then, when the results' per-item samples are given (--samples, results/<model>/<task>.samples.jsonl):
 "Comparison with significance", every model of every task with score ± stderr and an interval, and each
@@ -37,7 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 from atlas_forge import io, stats
-from atlas_forge.metric_registry import HARNESS_SUFFIX, METRICS, ROUGE, harness_rouge
+from atlas_forge.metric_registry import HARNESS_SUFFIX, METRICS, ROUGE, copy_source, harness_rouge, is_baseline
 from atlas_forge.metric_registry import metric as metric_info
 from atlas_forge.phase import PATH, PATHS, Phase
 from atlas_forge.rouge import rouge_items
@@ -177,6 +182,8 @@ def _like_for_like(paper_metric: str, run_tokenizer: str | None, paper_tokenizer
 
 def _shown(metric: str, main: str) -> bool:
     """Metrics in the Table 2 columns: the headline ones, not per-subset (acc/<source>) or counts."""
+    if is_baseline(metric):  # trivial baselines have their own section (render_baselines)
+        return False
     return metric == main or not ("/" in metric or metric.startswith("n_") or metric.endswith("_stderr"))
 
 
@@ -350,7 +357,7 @@ def _metric_rows(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig, na
 
 def render_other(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig) -> list[str]:
     names = sorted(t for t in tasks if not tasks[t].column)
-    return _metric_rows(scores, tasks, cfg, names, lambda m, main: True)
+    return _metric_rows(scores, tasks, cfg, names, lambda m, main: not is_baseline(m))
 
 
 def render_subsets(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig,
@@ -358,7 +365,138 @@ def render_subsets(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig,
     """The Table 2 tasks' per-subset scores (acc/<source set>, chrf/<direction>), which the table leaves
     out: where a column's headline averages what a user trains for apart (a direction, one set)."""
     names = [t for t in _task_order(tasks, paper) if tasks[t].column]
-    return _metric_rows(scores, tasks, cfg, names, lambda m, main: "/" in m and not m.endswith("_stderr"))
+    def keep(m, main):
+        return "/" in m and not m.endswith("_stderr") and not is_baseline(m)
+
+    return _metric_rows(scores, tasks, cfg, names, keep)
+
+
+# --- trivial baselines ------------------------------------------------------------------------------
+BASELINES_NOTE = (
+    "What a score is compared with first. They depend on the scored items only, not on a model "
+    "(evaluate: `families.multiple_choice_baselines`, `families.copy_source_baselines`). **Majority "
+    "class**: the accuracy of answering each set's most frequent gold label, counted on the scored items "
+    "themselves: the best a constant guesser could score there (an oracle; overall, each source answered "
+    "by its own majority label). **Uniform chance**: the mean over items of 1 / (number of choices). "
+    "**Copy source**: the metric of returning the text to translate, transliterate or summarize unchanged. "
+    "`≤ majority`, `≤ copy source`: a model's score that does not beat that baseline on that set."
+)
+
+
+@dataclass
+class BaselineRow:
+    task: str
+    kind: str  # "majority" (multiple choice: majority class and chance) or "copy" (generation: copy source)
+    subset: str  # "" for the whole task
+    metric: str  # the models' metric compared
+    baselines: dict[str, float | None]  # baseline key (majority, chance, copy_source_chrf) -> its value
+    models: dict[str, float | None]  # model -> its score
+
+
+def _first(side_scores: list[dict], key: str) -> float | None:
+    return next((s[key] for s in side_scores if s.get(key) is not None), None)
+
+
+def baseline_rows(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig,
+                  paper: dict | None = None) -> list[BaselineRow]:
+    """For each task whose results carry trivial baselines: the whole task (its main metric) and each
+    subset (acc/<set>, <main>/<subset>), the baselines beside the baseline's and the candidate's score.
+    Multiple choice: majority class and uniform chance; generation: copy source (of the main metric)."""
+    models = (cfg.baseline, cfg.candidate)
+    rows: list[BaselineRow] = []
+    for task in _task_order(tasks, paper):
+        main = tasks[task].main
+        sides = [scores.get(m, {}).get(task, {}) for m in models]
+        keys = set().union(*sides)
+        if "majority" in keys:
+            kinds = {"majority": "majority", "chance": "chance"}
+            per_subset = "acc"  # run_multiple_choice reports acc/<set> (not acc_norm) per set
+        elif copy_source(main) in keys:
+            kinds = {"copy": copy_source(main)}
+            per_subset = main
+        else:
+            continue
+        subsets = sorted({k.split("/", 1)[1] for k in keys if "/" in k and k.split("/")[0] == per_subset})
+        for subset, metric in [("", main)] + [(v, f"{per_subset}/{v}") for v in subsets]:
+            suffix = f"/{subset}" if subset else ""
+            rows.append(BaselineRow(
+                task, "majority" if "majority" in kinds else "copy", subset, metric,
+                {kinds[k] + suffix: _first(sides, kinds[k] + suffix) for k in kinds},
+                {m: side.get(metric) for m, side in zip(models, sides, strict=True)},
+            ))
+    return rows
+
+
+def _beats(metric: str, score: float | None, baseline: float | None) -> bool | None:
+    """Whether a score beats a baseline (strictly, in the metric's direction); None when either is missing."""
+    if score is None or baseline is None:
+        return None
+    return score > baseline if metric_info(metric).higher_is_better else score < baseline
+
+
+def render_baselines(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig,
+                     paper: dict | None = None) -> list[str]:
+    """The trivial-baselines section: one table per kind of task, then, per multiple-choice task,
+    which sets the candidate beats the majority class on and which not (a gain that does not is
+    named as such). [] when no result carries baselines."""
+    rows = baseline_rows(scores, tasks, cfg, paper)
+    if not rows:
+        return []
+    models = (cfg.baseline, cfg.candidate)
+    lines = ["", "## Trivial baselines", "", BASELINES_NOTE]
+
+    def cell(row: BaselineRow, model: str, key: str, flag: str) -> str:
+        v = row.models[model]
+        shown = _display(row.metric, v)
+        return shown + (f" {flag}" if _beats(row.metric, v, row.baselines.get(key)) is False else "")
+
+    mc = [r for r in rows if r.kind == "majority"]
+    gen = [r for r in rows if r.kind == "copy"]
+    if mc:
+        head = f"| task | set | metric | majority class | uniform chance | {models[0]} | {models[1]} |"
+        lines += ["", head, "|---|---|---|---:|---:|---:|---:|"]
+        for r in mc:
+            suffix = f"/{r.subset}" if r.subset else ""
+            maj, chance = "majority" + suffix, "chance" + suffix
+            lines.append(
+                f"| {r.task} | {r.subset or 'all'} | {r.metric} | {_display('majority', r.baselines[maj])} | "
+                f"{_display('chance', r.baselines[chance])} | "
+                + " | ".join(cell(r, m, maj, "≤ majority") for m in models) + " |"
+            )
+    if gen:
+        lines += ["", f"| task | subset | metric | copy source | {models[0]} | {models[1]} |",
+                  "|---|---|---|---:|---:|---:|"]
+        for r in gen:
+            key = next(iter(r.baselines))
+            lines.append(
+                f"| {r.task} | {r.subset or 'all'} | {_metric_label(r.metric.split('/')[0], None)} | "
+                f"{_display(key, r.baselines[key])} | "
+                + " | ".join(cell(r, m, key, "≤ copy source") for m in models) + " |"
+            )
+    if mc:
+        lines += ["", f"Does `{cfg.candidate}` beat the majority class? Per set:", ""]
+        for task in dict.fromkeys(r.task for r in mc):
+            lines.append(f"- `{task}`: " + "; ".join(
+                _majority_verdict(r, cfg) for r in mc if r.task == task
+            ) + ".")
+    return lines
+
+
+def _majority_verdict(r: BaselineRow, cfg: ReportConfig) -> str:
+    """One set's verdict: 'mac: **no**, 56.65 % ≤ majority 56.65 %, a gain of +27.75 over `base` that
+    does not beat it'."""
+    maj = r.baselines["majority" + (f"/{r.subset}" if r.subset else "")]
+    cand, base = r.models[cfg.candidate], r.models[cfg.baseline]
+    name = r.subset or "all sets"
+    beats = _beats(r.metric, cand, maj)
+    if beats is None:
+        return f"{name}: {MISSING}"
+    versus = f"{_display(r.metric, cand)} % {'>' if beats else '≤'} majority {_display('majority', maj)} %"
+    if beats:
+        return f"{name}: yes, {versus}"
+    gain = "" if base is None or cand <= base else (
+        f", a gain of {_delta(r.metric, base, cand).split()[0]} over `{cfg.baseline}` that does not beat it")
+    return f"{name}: **no**, {versus}{gain}"
 
 
 def render(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig, paper: dict | None = None) -> str:
@@ -397,6 +535,7 @@ def render(scores: dict, tasks: dict[str, TaskInfo], cfg: ReportConfig, paper: d
         lines += ["", "## Per subset", "", "The Table 2 tasks' scores per direction and per source set "
                   "(`metric/<subset>`; the columns above show the whole task).", ""]
         lines += subsets
+    lines += render_baselines(scores, tasks, cfg, paper)
     if any(not t.column for t in tasks.values()):
         lines += ["", "## Other tasks", "", "**Bold**: the task's main metric.", ""]
         lines += render_other(scores, tasks, cfg)

@@ -11,6 +11,10 @@ its few-shot examples come from. Scoring follows the harness:
   the harness's stop strings, then its STRIP_ANSWER filter; sacrebleu BLEU/chrF/TER, ROUGE, BERTScore.
 - judge: pairwise win rate against references (judge.py).
 
+Beside a task's scores, its trivial baselines, which depend on the items only (the report sets a
+model's score against them): majority class and uniform chance for multiple choice
+(multiple_choice_baselines), the source text copied as the output for generation (copy_source_baselines).
+
 Documents keep dataset order (source order in the task, then file and line), so "first_n" few-shot
 examples and lm-eval's seeded random sampler see the same sequence as the harness.
 """
@@ -124,6 +128,59 @@ def contexts(cfg: TaskConfig, docs: list[Doc], pool: list[Doc]) -> list[str]:
 
 
 # --- multiple choice --------------------------------------------------------------------------
+def gold_of(fam: benchmarks.Family, doc: dict, choices: list[str]) -> int:
+    target = fam.target(doc)
+    return target if isinstance(target, int) else choices.index(target)
+
+
+def multiple_choice_baselines(cfg: TaskConfig, docs: list[Doc]) -> dict[str, float]:
+    """The trivial baselines of a multiple-choice task, from its items alone (no model): what a reviewer
+    compares an accuracy with first.
+
+    - `majority`: the accuracy of answering each set's most frequent gold label. The label counts are
+      those of the scored items themselves, so this is an oracle: the best any constant guesser could
+      score on these items, an upper bound for one that learnt the label shares elsewhere. Per set
+      (`majority/<source>`, `majority/<group>` beside `acc/<...>`) it is that set's top label share;
+      overall, the size-weighted mean over sources (each source answered by its own majority label,
+      as a model that knows each prompt format's label distribution would; at least the top share of
+      one constant label over the whole task).
+    - `chance`: the expected accuracy of a uniform random guess, the mean over items of 1/len(choices).
+    """
+    fam = cfg.spec
+    items = []
+    for d in docs:
+        cs = choices_of(cfg, d)
+        items.append((d.source, d.group, gold_of(fam, d.doc, cs), len(cs)))
+
+    def top(sel) -> int:  # how many items of `sel` have its most frequent gold label
+        counts: dict[int, int] = {}
+        for _, _, gold, _ in sel:
+            counts[gold] = counts.get(gold, 0) + 1
+        return max(counts.values(), default=0)
+
+    def majority(sel) -> float:  # a count over a count, as acc: equal accuracies compare equal
+        return top(sel) / len(sel) if sel else 0.0
+
+    def chance(sel) -> float:
+        return metrics.mean([1.0 / n for *_, n in sel])
+
+    by_source: dict[str, list] = {}
+    for it in items:
+        by_source.setdefault(it[0], []).append(it)
+    out = {
+        "majority": sum(top(sel) for sel in by_source.values()) / max(1, len(items)),
+        "chance": chance(items),
+    }
+    # the same subsets as acc/<source> and acc/<group> (run_multiple_choice)
+    for pos in (0, 1):
+        values = sorted({it[pos] for it in items})
+        if len(values) > 1:
+            for v in values:
+                sel = [it for it in items if it[pos] == v]
+                out[f"majority/{v}"], out[f"chance/{v}"] = majority(sel), chance(sel)
+    return out
+
+
 def run_multiple_choice(cfg: TaskConfig, scorer: LoglikScorer, docs: list[Doc], pool: list[Doc]):
     fam = cfg.spec
     prompts = contexts(cfg, docs, pool)
@@ -133,8 +190,7 @@ def run_multiple_choice(cfg: TaskConfig, scorer: LoglikScorer, docs: list[Doc], 
     samples, acc, acc_norm = [], [], []
     for d, p, cs, res in zip(docs, prompts, choice_lists, results, strict=True):
         lls = [ll for ll, _ in res]
-        target = fam.target(d.doc)
-        gold = target if isinstance(target, int) else cs.index(target)
+        gold = gold_of(fam, d.doc, cs)
         pred, pred_norm = metrics.choice_preds(lls, cs)
         acc.append(float(pred == gold))
         acc_norm.append(float(pred_norm == gold))
@@ -163,6 +219,7 @@ def run_multiple_choice(cfg: TaskConfig, scorer: LoglikScorer, docs: list[Doc], 
             for v in values:
                 sel = [s["correct"] for s in samples if s[key] == v]
                 scores[f"acc/{v}"] = metrics.mean([float(c) for c in sel])
+    scores.update(multiple_choice_baselines(cfg, docs))
     return scores, samples, {}
 
 
@@ -196,6 +253,36 @@ def metric_keys(cfg: TaskConfig) -> list[str]:
     return keys + (["bertscore"] if cfg.bertscore is not None else [])
 
 
+def _by_subset(docs: list[Doc]) -> list[tuple[str, list[int]]]:
+    """The subsets a generation task also reports (per source and per direction, as the harness's
+    per-split / per-direction tasks): (name, item indices) each."""
+    out = []
+    for key in ("source", "direction"):
+        labels = [(d.source if key == "source" else d.doc.get("direction")) or "" for d in docs]
+        values = sorted(set(labels))
+        if len(values) > 1 or (key == "direction" and values != [""]):
+            out += [(v, [i for i, lab in enumerate(labels) if lab == v]) for v in values]
+    return out
+
+
+def copy_source_baselines(cfg: TaskConfig, docs: list[Doc], refs: list[str]) -> dict[str, float]:
+    """A generation task's trivial baseline, from its items alone (no model): every metric of the
+    output that copies the source text unchanged (benchmarks.source_text: the text to translate,
+    transliterate or summarize), overall and per subset: copy_source_<metric>[/<subset>]. BERTScore
+    is left out (a model call per item)."""
+    plain = TaskConfig(**{**cfg.__dict__, "bertscore": None})
+    copies = [benchmarks.source_text(d.doc) for d in docs]
+
+    def named(scores, suffix=""):
+        return {metric_registry.copy_source(m) + suffix: v for m, v in scores.items()}
+
+    out = named(_generation_scores(plain, copies, refs))
+    for v, sel in _by_subset(docs):
+        sub = _generation_scores(plain, [copies[i] for i in sel], [refs[i] for i in sel])
+        out.update(named(sub, f"/{v}"))
+    return out
+
+
 def run_generation(cfg: TaskConfig, model, tokenizer, docs: list[Doc], batch_size: int):
     fam = cfg.spec
     texts = [fam.text(d.doc) for d in docs]
@@ -207,15 +294,11 @@ def run_generation(cfg: TaskConfig, model, tokenizer, docs: list[Doc], batch_siz
     refs = [str(fam.target(d.doc)) for d in docs]
     scores = _generation_scores(cfg, gens, refs)
     # per source and per direction, as the harness's per-split / per-direction tasks
-    for key in ("source", "direction"):
-        labels = [(d.source if key == "source" else d.doc.get("direction")) or "" for d in docs]
-        values = sorted(set(labels))
-        if len(values) > 1 or (key == "direction" and values != [""]):
-            plain = TaskConfig(**{**cfg.__dict__, "bertscore": None})  # BERTScore: overall only (cost)
-            for v in values:
-                sel = [i for i, lab in enumerate(labels) if lab == v]
-                sub = _generation_scores(plain, [gens[i] for i in sel], [refs[i] for i in sel])
-                scores.update({f"{m}/{v}": s for m, s in sub.items()})
+    plain = TaskConfig(**{**cfg.__dict__, "bertscore": None})  # BERTScore: overall only (cost)
+    for v, sel in _by_subset(docs):
+        sub = _generation_scores(plain, [gens[i] for i in sel], [refs[i] for i in sel])
+        scores.update({f"{m}/{v}": s for m, s in sub.items()})
+    scores.update(copy_source_baselines(cfg, docs, refs))
     samples = [
         {
             "id": d.row_id,
