@@ -42,7 +42,14 @@ from pathlib import Path
 from typing import Literal
 
 from atlas_forge import io, stats
-from atlas_forge.metric_registry import HARNESS_SUFFIX, METRICS, ROUGE, copy_source, harness_rouge, is_baseline
+from atlas_forge.metric_registry import (
+    HARNESS_SUFFIX,
+    METRICS,
+    ROUGE,
+    copy_source,
+    harness_rouge,
+    is_baseline,
+)
 from atlas_forge.metric_registry import metric as metric_info
 from atlas_forge.phase import PATH, PATHS, Phase
 from atlas_forge.rouge import rouge_items
