@@ -44,7 +44,11 @@ def test_a_seed_reruns_only_sft_and_evaluate(built):
     # its sft reads the main build's base model and mixture
     for line in job_inputs(out, "sft_variant"):
         assert "models/base," in line and "data/processed/mixture/train.parquet" in line, line
-    assert "lora_seed1" in out and "lora_seed2" in out
+    # the report's seed group is the names the plan builds
+    from atlas_forge.report import variant_seed_groups
+
+    for name in variant_seed_groups({"lora": {"seeds": [1, 2]}})["lora"]:
+        assert f"results/variants/{name}/" in out, name
 
 
 def test_a_mixture_ablation_reruns_mixture_sft_and_evaluate(built):

@@ -911,14 +911,25 @@ CONTRACT = Phase(
     module=__name__,
     help="collect task scores into scores.json, a Table-2 style report and a plot",
     config=ReportConfig,
+    # a variant declared with `seeds` is a seed group of its own (variant_seed_groups)
+    reads=("variants",),
     args=(("--results", {"required": True, **PATHS}), ("--samples", PATHS),
           ("--scores", {"required": True, **PATH}),
           ("--report", {"required": True, **PATH}), ("--plot", {"required": True, **PATH})),
 )
 
 
+def variant_seed_groups(variants: dict) -> dict[str, list[str]]:
+    """The seed groups the variants declare: `name: {seeds: [1, 2]}` builds name_seed1, name_seed2
+    (rules/common.smk), one group `name`."""
+    return {name: [f"{name}_seed{s}" for s in over["seeds"]]
+            for name, over in (variants or {}).items() if isinstance(over, dict) and over.get("seeds")}
+
+
 def run_cli(args, job) -> None:
     cfg = job.config
+    cfg = ReportConfig(**{**asdict(cfg), "seed_groups": {**variant_seed_groups(job.reads.get("variants")),
+                                                          **cfg.seed_groups}})
     if not args.results:
         raise ValueError("report: no --results files")
     scores, tasks = collect(args.results)
