@@ -49,6 +49,23 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+@pytest.fixture
+def make_server():
+    """A local OpenAI-compatible stand-in (tests/fake_openai.py) per call: `make(respond)`, where
+    `respond(prompt, n)` returns (status, headers, content); closed when the test ends."""
+    from tests.fake_openai import FakeChatServer
+
+    servers = []
+
+    def make(respond):
+        servers.append(FakeChatServer(respond))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT

@@ -20,20 +20,6 @@ from atlas_forge.chat_client import (
     make_client,
 )
 from atlas_forge.config import ConfigError, parse
-from tests.fake_openai import FakeChatServer
-
-
-@pytest.fixture
-def make_server():
-    servers = []
-
-    def make(respond):
-        servers.append(FakeChatServer(respond))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
 
 
 def client_for(server, **kw) -> ChatClient:

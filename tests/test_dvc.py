@@ -81,6 +81,9 @@ def test_lock_lists_every_out_and_checkpoints_stay_out(dvc_built):
         assert st["params"]["params.yaml"], "every stage records its params section"
 
 
+EMPTY_BY_DESIGN = {"results/answers", "models/variants", "data/processed/variants", "results/variants"}
+
+
 def test_clone_matches_lock(dvc_built):
     """Every file `dvc pull` restored in the fresh clone has the hash dvc.lock records."""
     clone = dvc_built.clone
@@ -92,7 +95,9 @@ def test_clone_matches_lock(dvc_built):
             path, digest = clone / out["path"], out["md5"]
             if digest.endswith(".dir"):
                 listing = json.loads((cache / digest[:2] / digest[2:]).read_text(encoding="utf-8"))
-                assert listing, out["path"]
+                # empty only where the build makes nothing there (results/answers: no task of the
+                # default is judged against a baseline; the variants' folders: no variant declared)
+                assert listing or out["path"] in EMPTY_BY_DESIGN, out["path"]
                 for entry in listing:
                     assert md5(path / entry["relpath"]) == entry["md5"], f"{out['path']}/{entry['relpath']}"
                     checked += 1

@@ -14,27 +14,9 @@ from atlas_forge import cli, io, records
 from atlas_forge.chat_client import ChatClient, ChatError
 from atlas_forge.evaluate import CONTRACT, evaluate, run_cli
 from atlas_forge.evaluate.judge import parse_verdict, score_pairs
-from tests.fake_openai import FakeChatServer
 from tests.test_evaluate import WORDS, make_tiny_model
 
 SECRET = "sk-judge-test-not-a-real-key-42"
-
-
-class Server(FakeChatServer):
-    """An OpenAI-compatible endpoint; `respond(prompt, n)` returns (status, headers, content)."""
-
-
-@pytest.fixture
-def make_server():
-    servers = []
-
-    def make(respond):
-        servers.append(Server(respond))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from atlas_forge.evaluate import answers as answers_phase
 from atlas_forge.evaluate import evaluate
 from atlas_forge.evaluate.judge import FIG6, FIG7, OURS, parse_verdict, passage_of
 from atlas_forge.evaluate.task_config import TaskConfig
-from tests.fake_openai import FakeChatServer
 from tests.test_evaluate import WORDS, make_tiny_model
 
 N = 6
@@ -27,19 +26,6 @@ def tiny(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_judged") / "model"
     model, tok = make_tiny_model(path, lines=120)
     return path, model, tok
-
-
-@pytest.fixture
-def make_server():
-    servers = []
-
-    def make(respond):
-        servers.append(FakeChatServer(respond))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
 
 
 def instruction_rows(n: int) -> list[dict]:
@@ -269,3 +255,21 @@ def test_judged_task_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"\.decoding\.temperature: must be > 0"):
         config.parse(TaskConfig, {**base, "decoding": {"sample": True, "temperature": 0}},
                      "evaluate.tasks[t]")
+
+
+def test_baseline_answers_from_an_endpoint(tmp_path, make_server):
+    """A baseline that runs elsewhere (Jais-13B-Chat's code lives in its repository, and remote code never
+    runs here): its answers come from an OpenAI-compatible endpoint, one user turn per instruction."""
+    data = write(tmp_path, instruction_rows(4), "alpaca")
+    server = make_server(lambda prompt, n: (200, {}, f"جواب على: {prompt}"))
+    task = alpaca_task("http://127.0.0.1:9/v1")
+    task["baseline"] = {"backend": "openai", "model": "jais-stand-in", "base_url": server.url,
+                        "decoding": {"sample": True}, "concurrency": 2}
+    rows, card = answers_phase.answer(task, [data])
+    assert [r["answer"] for r in rows] == [f"جواب على: {r['prompt']}" for r in rows]
+    assert sorted(server.prompts) == sorted(r["prompt"] for r in rows)
+    assert card["backend"] == "openai" and card["base_url"] == server.url and card["model_sha256"] is None
+    broken = make_server(lambda prompt, n: (400, {}, ""))
+    task["baseline"] = {**task["baseline"], "base_url": broken.url}
+    with pytest.raises(RuntimeError, match="4 of 4 baseline answers failed"):
+        answers_phase.answer(task, [data])

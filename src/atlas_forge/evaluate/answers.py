@@ -45,32 +45,36 @@ def answer(task: dict, data: list, batch_size: int = 8, threads: int = 1, device
     torch.set_num_threads(max(1, int(threads)))
     rows, _ = task_rows(cfg, io.read_tables(data, PHASE))
     items = judge_items(rows, cfg)
-    if model is None:
-        model, tokenizer = load_model(b.model, device, dtype, add_bos=b.add_bos, revision=b.revision,
-                                      trust_remote_code=b.trust_remote_code)
-    if b.prompt_template is None and not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"evaluate.tasks[{cfg.name}].baseline.prompt_template: {b.model}'s tokenizer has no "
-                         "chat template; give the model's prompt with {instruction}")
     new_tokens = b.max_new_tokens or cfg.new_tokens
-    prompts = [encode_chat(tokenizer, it["prompt"], b.prompt_template) for it in items]
     t0 = time.perf_counter()
-    texts = generate(model, tokenizer, prompts, new_tokens, batch_size, desc=f"{cfg.name} baseline",
-                     sampling=b.decoding.sampling())
+    if b.backend == "openai":
+        texts = endpoint_answers(b, [it["prompt"] for it in items], cfg.name)
+    else:
+        if model is None:
+            model, tokenizer = load_model(b.model, device, dtype, add_bos=b.add_bos, revision=b.revision)
+        if b.prompt_template is None and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"evaluate.tasks[{cfg.name}].baseline.prompt_template: {b.model}'s tokenizer "
+                             "has no chat template; give the model's prompt with {instruction}")
+        prompts = [encode_chat(tokenizer, it["prompt"], b.prompt_template) for it in items]
+        texts = generate(model, tokenizer, prompts, new_tokens, batch_size, desc=f"{cfg.name} baseline",
+                         sampling=b.decoding.sampling())
     elapsed = time.perf_counter() - t0
     out = [{"key": it["key"], "id": it["row"]["id"], "source": it["row"]["source"], "prompt": it["prompt"],
             "answer": text} for it, text in zip(items, texts, strict=True)]
-    local = Path(b.model).is_dir()
+    local = b.backend == "local" and Path(b.model).is_dir()
     card = {
         "task": cfg.name,
         "baseline": b.model,
+        "backend": b.backend,
         "revision": b.revision,
         "model_sha256": model_sha256(b.model) if local else None,
         "decoding": b.decoding.describe(),
-        "max_new_tokens": new_tokens,
+        "max_new_tokens": new_tokens if b.backend == "local" else "the endpoint's",
         "prompt_template": b.prompt_template or "chat template",
         "batch_size": batch_size,
-        "device": str(next(model.parameters()).device),
-        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        **({"base_url": b.base_url} if b.backend == "openai" else {
+            "device": str(next(model.parameters()).device),
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}),
         "n": len(out),
         "n_empty": sum(1 for r in out if not r["answer"].strip()),
         "items_per_s": round(len(out) / max(elapsed, 1e-9), 3),
@@ -81,6 +85,29 @@ def answer(task: dict, data: list, batch_size: int = 8, threads: int = 1, device
         log.warning("%s: %d of %d baseline answers are empty (kept: an empty answer is the baseline's "
                     "answer, and the judge sees it)", cfg.name, card["n_empty"], len(out))
     return out, card
+
+
+def endpoint_answers(b, prompts: list[str], task: str) -> list[str]:
+    """The baseline's answers from an OpenAI-compatible endpoint (chat_client, as the judge's), one user
+    turn each. Sampling: `decoding.temperature`, or 1.0 (the API's default) when it is null; the
+    endpoint's own seed is not the pipeline's, so the answers file is what makes a rebuild exact. Every
+    answer is needed: a request that fails after its retries fails the job, naming how many."""
+    from atlas_forge.chat_client import ChatClient, fan_out
+
+    temperature = b.decoding.temperature if b.decoding.temperature is not None else 1.0
+    client = ChatClient(b.base_url, b.model, api_key_env=b.api_key_env,
+                        temperature=temperature if b.decoding.sample else 0.0, name=f"{task} baseline")
+    out: list[str | None] = [None] * len(prompts)
+    failed = []
+    for i, text, err in fan_out(client, prompts, b.concurrency, ordered=True):
+        if err is not None:
+            failed.append(f"item {i}: {err}")
+        else:
+            out[i] = text
+    if failed:
+        raise RuntimeError(f"{task}: {len(failed)} of {len(prompts)} baseline answers failed at {client.url} "
+                           f"(first: {failed[0]})")
+    return out
 
 
 def _jobs(params) -> list[dict]:

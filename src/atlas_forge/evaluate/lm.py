@@ -25,18 +25,15 @@ def resolve_device(device: str = "auto", dtype: str = "auto"):
 
 
 def load_model(model_dir: str | Path, device: str = "auto", dtype: str = "auto", add_bos: bool = True,
-               revision: str | None = None, trust_remote_code: bool = False):
+               revision: str | None = None):
     """Model and tokenizer loaded as lm-eval's HF backend loads them: the tokenizer gets
     `add_bos_token` (lm-eval passes it to AutoTokenizer.from_pretrained), so whether BOS is added follows
     the tokenizer's own rule for the model (e.g. Gemma's post-processor), not a guess of ours.
-    `revision` and `trust_remote_code` are for Hub models (a judged column's baseline, e.g. Jais-13B-Chat,
-    whose code lives in its repository)."""
+    `revision`: a Hub model's commit (a judged column's baseline model)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev, dt = resolve_device(device, dtype)
     hub = {"revision": revision} if revision else {}
-    if trust_remote_code:
-        hub["trust_remote_code"] = True
     tokenizer = AutoTokenizer.from_pretrained(model_dir, add_bos_token=add_bos, **hub)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt, attn_implementation="eager", **hub)
     return model.to(dev).eval(), tokenizer

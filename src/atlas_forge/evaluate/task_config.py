@@ -49,10 +49,17 @@ class BaselineConfig:
     DarijaAlpacaEval). Its answers are made once per task by the `answers` phase and kept as an artifact
     (results/answers/<task>.jsonl): every evaluated model is judged against the same answers."""
 
-    model: str  # a Hub name (inceptionai/jais-13b-chat) or a local folder (models/base)
-    revision: str | None = None  # a Hub commit, for an exact twin
-    trust_remote_code: bool = False  # Jais ships its model code in its repository
-    # a text with {instruction}, for a tokenizer without a chat template; null: the chat template
+    model: str  # local: a Hub name or a local folder (models/base); openai: the served model's name
+    # local: the model loaded here (transformers); openai: any OpenAI-compatible endpoint that serves it.
+    # A model whose code lives in its Hub repository (Jais-13B-Chat) is never run here: the project
+    # runs no remote code (tests/test_safety.py); serve it (vLLM supports Jais) and use openai
+    backend: Literal["local", "openai"] = "local"
+    revision: str | None = None  # local: a Hub commit, for an exact twin
+    base_url: str = "http://localhost:8000/v1"  # openai
+    api_key_env: str = "OPENAI_API_KEY"  # openai: the key's environment variable, never the key
+    concurrency: int = 8  # openai
+    # local: a text with {instruction}, for a tokenizer without a chat template; null: the chat template
+    # (openai: the server applies the model's chat template)
     prompt_template: str | None = None
     max_new_tokens: int | None = None  # null: the task's
     add_bos: bool = True
@@ -65,6 +72,10 @@ class BaselineConfig:
             raise ValueError(f"{section}.prompt_template: must contain {{instruction}}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ValueError(f"{section}.max_new_tokens: must be >= 1")
+        if self.concurrency < 1:
+            raise ValueError(f"{section}.concurrency: must be >= 1")
+        if self.backend == "openai" and self.prompt_template is not None:
+            raise ValueError(f"{section}.prompt_template: local only (an endpoint applies its chat template)")
 
 
 @dataclass
