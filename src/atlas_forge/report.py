@@ -814,7 +814,8 @@ def seed_groups(scores: dict, cfg: ReportConfig) -> dict:
             cells = {}
             for metric in sorted(metrics):
                 values = [scores[m][task][metric] for m in members]
-                if metric.startswith("n_") or any(v is None for v in values):
+                # the trivial baselines depend on the items, not the seed: nothing to average
+                if metric.startswith("n_") or is_baseline(metric) or any(v is None for v in values):
                     continue
                 mean, sd = stats.mean_sd(values)
                 cells[metric] = {"mean": mean, "sd": sd, "n_seeds": len(values)}
