@@ -287,16 +287,40 @@ def sft_paths(root: Path) -> dict[str, str]:
         "metrics": "metrics.json", "loss": "loss.tsv", "plot": "loss.png"}.items()}
 
 
-def test_sft_learns_and_writes_outputs(tiny_base, data, tmp_path):
-    from transformers import AutoModelForCausalLM
+def test_sft_learns_and_writes_outputs(tiny_base, data, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, PreTrainedModel
 
     from atlas_forge import config
     from atlas_forge.modeling import sft
 
+    # a spy, not a stand-in: every model the job builds from disk is counted and still built
+    loads = []
+    original = PreTrainedModel.from_pretrained.__func__
+
+    def counted(cls, *args, **kwargs):
+        loads.append(str(args[0] if args else kwargs.get("pretrained_model_name_or_path")))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(counted))
     p = sft_paths(tmp_path)
     params = config.parse(sft.SftParams, SFT, "sft")
     m = sft.run(params, str(tiny_base), data["train"], data["test"], p["adapter"], p["merged"], p["card"],
                 p["checkpoints"], p["metrics"], p["loss"], p["plot"])
+    monkeypatch.undo()
+    # the job builds its model once: the merge streams the base's shards instead of building it again
+    assert loads == [str(tiny_base)]
+    # ... and writes what PEFT's merge_and_unload writes, bit for bit
+    from peft import PeftModel
+
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_base), dtype="auto"),
+                                          p["adapter"]).merge_and_unload().state_dict()
+    streamed = load_file(Path(p["merged"]) / "model.safetensors")
+    assert set(streamed) == {k for k in reference if k != "lm_head.weight"}  # tied: saved once
+    before = load_file(Path(tiny_base) / "model.safetensors")
+    changed = [k for k in streamed if not torch.equal(streamed[k], before[k])]
+    assert any("q_proj" in k for k in changed) and all(torch.equal(streamed[k], reference[k]) for k in streamed)
     # honest signal: held-out assistant-token loss drops after fine-tuning
     assert m["eval_loss_sft"] < m["eval_loss_base"] - 0.1, m
     assert m["steps"] == 24 and m["tokens"] > 0 and m["tokens_per_s"] > 0 and m["resumed_from"] is None
@@ -417,3 +441,50 @@ def test_full_fine_tuning_trains_every_weight_and_resumes_exactly(tiny_base, dat
     again = sft.run(params, *args)
     assert again["resumed_from"] == "checkpoint-3" and again["steps"] == 6 and again["steps_this_run"] == 3
     assert Path(p["merged"], "model.safetensors").read_bytes() == first
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_streaming_merge_matches_peft_on_a_sharded_base(tmp_path, rslora):
+    """The merge reads a sharded base shard by shard and writes what PEFT's merge_and_unload gives,
+    bit for bit: LoRA deltas (alpha/r, or alpha/sqrt(r) with rslora) and a modules_to_save copy."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, Gemma2Config
+
+    from atlas_forge.modeling.merge import merge_adapter
+
+    torch.manual_seed(0)
+    cfg = Gemma2Config(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path / "base", max_shard_size="60KB")
+    shards = sorted(p.name for p in (tmp_path / "base").glob("*.safetensors"))
+    assert len(shards) > 2
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), LoraConfig(
+        r=8, lora_alpha=16, target_modules=["q_proj", "down_proj"], modules_to_save=["norm"], use_rslora=rslora))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if param.requires_grad:  # B starts at zero: give every trained tensor a value to merge
+                param.add_(torch.randn_like(param) * 0.1)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    (tmp_path / "merged").mkdir()
+    counts = merge_adapter(tmp_path / "base", tmp_path / "adapter", tmp_path / "merged")
+    # "norm" names the final norm and, by suffix, the 4 norms of each of the 3 layers (PEFT matches so)
+    assert counts == {"shards": len(shards), "merged_tensors": 6, "replaced_tensors": 13}
+    assert sorted(p.name for p in (tmp_path / "merged").glob("*.safetensors")) == shards
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"),
+                                          tmp_path / "adapter").merge_and_unload().state_dict()
+    streamed = {k: v for s in shards for k, v in load_file(tmp_path / "merged" / s).items()}
+    assert set(streamed) == set(reference) - {"lm_head.weight"}
+    assert [k for k in streamed if not torch.equal(streamed[k], reference[k])] == []
+    assert not torch.equal(streamed["model.norm.weight"],
+                           AutoModelForCausalLM.from_pretrained(tmp_path / "base").state_dict()["model.norm.weight"])
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "merged").config.num_hidden_layers == 3
+
+
+def test_streaming_merge_refuses_what_it_does_not_implement(tmp_path):
+    from atlas_forge.modeling.merge import adapter_scaling
+
+    assert adapter_scaling({"r": 4, "lora_alpha": 8}, tmp_path) == 2.0
+    with pytest.raises(ValueError, match="use_dora=True is not supported"):
+        adapter_scaling({"r": 4, "lora_alpha": 8, "use_dora": True}, tmp_path / "adapter_config.json")

@@ -23,7 +23,7 @@ def load_base(base: str, params, cuda: bool):
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.bfloat16 if (params.bf16 and cuda) else torch.float32
+    dtype = torch.bfloat16 if params.bf16 and (cuda or cpu_has_bf16()) else torch.float32
     if rank0_reads_weights() and local_rank() != 0:
         from accelerate import init_empty_weights
         from transformers import AutoConfig
@@ -39,6 +39,17 @@ def load_base(base: str, params, cuda: bool):
     log.info("sft: rank %d loaded the base model: %d of %d parameters read from disk, %d on meta",
              global_rank(), n - on_meta, n, on_meta)
     return model
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (oneDNN's AVX512-BF16 or AMX kernels). There, `bf16`
+    loads the frozen base in bf16 as on a GPU: half the memory, and ~6x fp32's matmul speed (measured on
+    this project's 2-core Xeon with AMX: 1.7 TFLOP/s bf16 vs 0.29 fp32). Elsewhere bf16 is emulated and
+    slower than fp32, so the weights stay fp32 (the Trainer's bf16 autocast still applies)."""
+    import torch
+
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(probe is not None and torch.backends.mkldnn.is_available() and probe())
 
 
 def rank0_reads_weights() -> bool:

@@ -33,6 +33,7 @@ from atlas_forge.modeling.checkpoints import (
 )
 from atlas_forge.modeling.distributed import accelerate_shards, load_base, share_rank0_weights
 from atlas_forge.modeling.loss_curve import loss_rows, plot_loss, write_loss_tsv
+from atlas_forge.modeling.merge import merge_adapter
 from atlas_forge.modeling.model_card import model_card
 from atlas_forge.phase import PATH, Phase
 
@@ -285,6 +286,7 @@ def run(params: SftParams, base: str, train: str, test: str, adapter: str, merge
         callbacks=[progress],
     )
     progress.trainer = trainer
+    del model  # the trainer holds it; no other reference may outlive release_training_state
     # PEFT keeps target_modules as a set and writes it as list(set): an order that changes with the
     # process's string hash seed, so two identical runs wrote different adapter_config.json bytes. A
     # sorted list is written as it stands (and read back as the same set).
@@ -359,8 +361,9 @@ def save_adapter_and_merge(trainer, tokenizer, base: str, adapter: str, merged: 
         tokenizer.save_pretrained(tmp_adapter)
         swap_dir(tmp_adapter, adapter)
     trainer.accelerator.wait_for_everyone()
+    release_training_state(trainer)
     if main:
-        # merged: the base reloaded on CPU plus the saved adapter (works the same after FSDP training)
+        # merged: the base's weights from disk plus the saved adapter (works the same after FSDP training)
         merge(base, adapter, merged, tokenizer)
 
 
@@ -384,15 +387,25 @@ def save_full(trainer, tokenizer, adapter: str, merged: str, main: bool) -> None
 
 
 def merge(base: str, adapter: str, merged: str, tokenizer) -> None:
-    """Merge the LoRA adapter into the base weights; save as safetensors with the tokenizer."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base, attn_implementation="eager", dtype="auto")
-    model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    """The base's weights plus the saved adapter, as safetensors with the tokenizer: streamed shard by
+    shard (modeling/merge.py), so the job never builds a second model beside the trained one."""
     with atomic_dir(merged) as tmp:
-        model.save_pretrained(tmp)
+        counts = merge_adapter(base, adapter, tmp)
         tokenizer.save_pretrained(tmp)
+    log.info("merged %d LoRA weights (%d replaced) into %d shard(s) of %s", counts["merged_tensors"],
+             counts["replaced_tensors"], counts["shards"], base)
+
+
+def release_training_state(trainer) -> None:
+    """Drop the trained model, its optimizer and the accelerator's references before the merge: the
+    merge reads the base from disk, and at the paper's shape the training copy and its optimizer states
+    would otherwise sit beside the merge's shards."""
+    import gc
+
+    trainer.accelerator.free_memory()
+    trainer.model = trainer.model_wrapped = None
+    trainer.optimizer = trainer.lr_scheduler = None
+    gc.collect()
 
 
 CONTRACT = Phase(
