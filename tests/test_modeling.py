@@ -320,7 +320,8 @@ def test_sft_learns_and_writes_outputs(tiny_base, data, tmp_path, monkeypatch):
     assert set(streamed) == {k for k in reference if k != "lm_head.weight"}  # tied: saved once
     before = load_file(Path(tiny_base) / "model.safetensors")
     changed = [k for k in streamed if not torch.equal(streamed[k], before[k])]
-    assert any("q_proj" in k for k in changed) and all(torch.equal(streamed[k], reference[k]) for k in streamed)
+    assert any("q_proj" in k for k in changed)
+    assert all(torch.equal(streamed[k], reference[k]) for k in streamed)
     # honest signal: held-out assistant-token loss drops after fine-tuning
     assert m["eval_loss_sft"] < m["eval_loss_base"] - 0.1, m
     assert m["steps"] == 24 and m["tokens"] > 0 and m["tokens_per_s"] > 0 and m["resumed_from"] is None
@@ -460,10 +461,11 @@ def test_streaming_merge_matches_peft_on_a_sharded_base(tmp_path, rslora):
     AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path / "base", max_shard_size="60KB")
     shards = sorted(p.name for p in (tmp_path / "base").glob("*.safetensors"))
     assert len(shards) > 2
-    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), LoraConfig(
-        r=8, lora_alpha=16, target_modules=["q_proj", "down_proj"], modules_to_save=["norm"], use_rslora=rslora))
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "down_proj"], modules_to_save=["norm"],
+                      use_rslora=rslora)
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), lora)
     with torch.no_grad():
-        for name, param in peft_model.named_parameters():
+        for param in peft_model.parameters():
             if param.requires_grad:  # B starts at zero: give every trained tensor a value to merge
                 param.add_(torch.randn_like(param) * 0.1)
     peft_model.save_pretrained(tmp_path / "adapter")
@@ -477,8 +479,8 @@ def test_streaming_merge_matches_peft_on_a_sharded_base(tmp_path, rslora):
     streamed = {k: v for s in shards for k, v in load_file(tmp_path / "merged" / s).items()}
     assert set(streamed) == set(reference) - {"lm_head.weight"}
     assert [k for k in streamed if not torch.equal(streamed[k], reference[k])] == []
-    assert not torch.equal(streamed["model.norm.weight"],
-                           AutoModelForCausalLM.from_pretrained(tmp_path / "base").state_dict()["model.norm.weight"])
+    base_norm = AutoModelForCausalLM.from_pretrained(tmp_path / "base").state_dict()["model.norm.weight"]
+    assert not torch.equal(streamed["model.norm.weight"], base_norm)
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "merged").config.num_hidden_layers == 3
 
 

@@ -13,7 +13,9 @@ import argparse
 import importlib
 import json
 import logging
+import resource
 import sys
+import time
 
 from atlas_forge import __version__, phases
 from atlas_forge.config import ConfigError
@@ -50,15 +52,31 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB), children included: what a
+    profile's mem_mb must cover."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) * 1024 / 10**6
+
+
+def log_job_resources(phase: str, wall_s: float) -> None:
+    """One line per job in its log, read by bench/paper_shape.py against the profile's requests."""
+    logging.getLogger("atlas_forge.cli").info("job resources: phase=%s wall_s=%.1f peak_rss_mb=%.0f", phase,
+                                              wall_s, peak_rss_mb())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     named = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(only=named if named in phases.MODULES else None).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     contract = phases.contract(args.phase)
+    t0 = time.perf_counter()
     try:
         job = contract.parse(args.params)
         importlib.import_module(contract.module).run_cli(args, job)
+        log_job_resources(args.phase, time.perf_counter() - t0)
     except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
         # bad input or config: one clear line naming what is wrong, no traceback to dig through
         print(f"atlas-forge {args.phase}: error: {e}", file=sys.stderr)
