@@ -186,6 +186,29 @@ def test_scorer_paths_match_plain_forward(tiny):
                 )
 
 
+def test_scorer_computes_logits_only_where_a_score_is_read(tiny):
+    """At Gemma 2's 256,000 words a batch's full logits are the largest tensor of the evaluation: the
+    LM head runs only on the positions whose next token is scored."""
+    from atlas_forge.evaluate.loglik import LoglikScorer, Request
+
+    _, model, tok = tiny
+    widths, kept = [], []
+    hooks = [model.register_forward_pre_hook(lambda m, a, kw: widths.append(kw["input_ids"].shape[1]),
+                                             with_kwargs=True),
+             model.get_output_embeddings().register_forward_hook(lambda m, i, o: kept.append(o.shape[1]))]
+    try:
+        letters = [[Request("هادا سؤال طويل شوية\nالجواب:", " " + c) for c in "ABCD"]]
+        LoglikScorer(model, tok, batch_size=4).score_groups(letters)
+        assert kept == [1] * len(widths) and min(widths) > 4  # one position: the letter's
+        widths.clear(), kept.clear()
+        endings = [[Request("فين الدار ديالك", " " + c) for c in ("المغرب كازا الرباط", "طنجة")]]
+        LoglikScorer(model, tok, batch_size=2).score_groups(endings)
+        assert kept and all(k < w for k, w in zip(kept, widths, strict=True))
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def test_scorer_prefix_tree_rows_match_plain_forward(tiny):
     """Prefix-tree rows (one few-shot prefix for several items, one context for all its endings) equal
     one plain forward per request, also when rows reach past a sliding window (Gemma 2's local layers,

@@ -296,12 +296,15 @@ def test_sft_learns_and_writes_outputs(tiny_base, data, tmp_path, monkeypatch):
     from atlas_forge.modeling import sft
 
     # a spy, not a stand-in: every model the job builds from disk is counted and still built
-    loads = []
+    loads, head_outputs = [], []
     original = PreTrainedModel.from_pretrained.__func__
 
     def counted(cls, *args, **kwargs):
         loads.append(str(args[0] if args else kwargs.get("pretrained_model_name_or_path")))
-        return original(cls, *args, **kwargs)
+        model = original(cls, *args, **kwargs)
+        head = model.get_output_embeddings()
+        head.register_forward_hook(lambda m, i, o: head_outputs.append(tuple(o.shape)))
+        return model
 
     monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(counted))
     p = sft_paths(tmp_path)
@@ -311,6 +314,9 @@ def test_sft_learns_and_writes_outputs(tiny_base, data, tmp_path, monkeypatch):
     monkeypatch.undo()
     # the job builds its model once: the merge streams the base's shards instead of building it again
     assert loads == [str(tiny_base)]
+    # training and held-out losses come from TRL's chunked LM head: the (batch, length, vocabulary)
+    # logits, 8 GB per micro-batch at the paper's batch 4 x 2048 x 256,000 in fp32, are never built
+    assert head_outputs == []
     # ... and writes what PEFT's merge_and_unload writes, bit for bit
     from peft import PeftModel
 
