@@ -141,7 +141,8 @@ def test_config_errors_name_source_and_field(tmp_path):
         _run(_spec(path=str(tmp_path / "h.csv")))
 
 
-def test_cli_writes_table_and_rejects(tmp_path):
+def test_cli_writes_table_and_rejects(tmp_path, caplog):
+    caplog.set_level("INFO")
     path = tmp_path / "r.txt"
     path.write_text("سطر واحد\n\nسطر جوج\n", encoding="utf-8")
     spec = {
@@ -167,6 +168,11 @@ def test_cli_writes_table_and_rejects(tmp_path):
     assert rc == 0
     assert pl.read_parquet(tmp_path / "o.parquet").height == 2
     assert pl.read_parquet(tmp_path / "x.parquet").height == 0
+    # every job logs what a workflow profile must grant it (bench/paper_shape.py reads these lines)
+    import re
+
+    line = re.search(r"job resources: phase=ingest wall_s=([\d.]+) peak_rss_mb=(\d+)", caplog.text)
+    assert line and float(line.group(1)) >= 0 and int(line.group(2)) > 10  # this interpreter alone > 10 MB
 
 
 def _hub_folder(parent, texts):
