@@ -173,9 +173,10 @@ def gpu_memory(size: str | dict[str, Any], processes: int = 1, batch: int = 4, s
       plus the eager attention scores, b x heads x L x L elements: tanh soft-capping output (a),
       softmax output (fp32, softmax(dtype=float32)), bf16 probabilities for P.V (a; the same
       tensor in fp32) + 8 bytes of backward working set (fp32 score gradients). Eager attention: sft
-      loads Gemma 2 with attn_implementation="eager" (modeling/distributed.py load_base), the
-      implementation transformers recommends for Gemma 2's attention soft-capping; it materialises
-      the L x L scores that SDPA / flash attention would not.
+      loads Gemma 2 with attn_implementation="eager" (modeling/distributed.py load_base): Gemma 2
+      soft-caps its attention logits (50), which transformers' sdpa path refuses
+      (integrations/sdpa_attention.py: "`sdpa` attention does not support `softcap`"); eager
+      materialises the L x L scores that a fused kernel would not.
     - attention_masks = 2 x b x L x L x a: eager attention's additive float masks, one for the
       global layers and one for the sliding-window layers (Gemma2Model builds both).
     - loss = TRL_TOKEN_CHUNK x TRL_VOCAB_CHUNK x a (one logits tile, reused; TRL's add_fused_lm_head
