@@ -6,6 +6,8 @@ In a copy of the checkout (`--workdir`, tracked files only, so the checkout's ow
 2. Snakemake runs configs/paper-gemma2-2b.yaml + configs/paper-shape-cpu.yaml with the workflow
    profile profiles/paper-gemma2-2b (gpu 0 on this machine): tokenizer -> base_model -> data ->
    sft (LoRA r 256) -> merge -> evaluate (DarijaMMLU, translation; base and sft) -> report;
+   The profile is copied with `gpu: 0` on every rule (profiles/paper-gemma2-2b-cpu in the workdir):
+   `--set-resources` on the command line would replace the profile's whole set-resources mapping;
 3. once sft has written its first checkpoint, its process is killed (SIGKILL, as an OOM kill or a
    pre-emption would), and Snakemake is run again with --rerun-incomplete: sft must resume from that
    checkpoint (its log and metrics say so);
@@ -35,6 +37,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "profiles/paper-gemma2-2b"
+CPU_PROFILE = "profiles/paper-gemma2-2b-cpu"
 OVERLAYS = ["configs/paper-gemma2-2b.yaml", "configs/paper-shape-cpu.yaml"]
 SHAPE_DIR = "models/hub/gemma-2-2b-it"
 RESOURCES = re.compile(r"job resources: phase=(\S+) wall_s=([\d.]+) peak_rss_mb=(\d+)")
@@ -65,9 +68,21 @@ def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[int, float, float]:
     return rc, time.perf_counter() - t0, int(rss.group(1)) * 1024 / 1e6 if rss else float("nan")
 
 
+def write_cpu_profile(workdir: Path) -> None:
+    """The 2B profile as it is, but no rule asks for a GPU (this machine has none)."""
+    profile = yaml.safe_load((workdir / PROFILE / "config.yaml").read_text())
+    for resources in profile["set-resources"].values():
+        if "gpu" in resources:
+            resources["gpu"] = 0
+    (workdir / CPU_PROFILE).mkdir(parents=True, exist_ok=True)
+    (workdir / CPU_PROFILE / "config.yaml").write_text(
+        f"# {PROFILE} with gpu: 0 everywhere, written by bench/paper_shape.py\n"
+        + yaml.safe_dump(profile, sort_keys=False))
+
+
 def snakemake_cmd(extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", PROFILE,
-            "--set-resources", "sft:gpu=0", "evaluate_task:gpu=0", "--configfile", *OVERLAYS, *extra]
+    return [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", CPU_PROFILE,
+            "--configfile", *OVERLAYS, *extra]
 
 
 def sft_pid() -> int | None:
@@ -119,12 +134,12 @@ def job_rows(workdir: Path) -> list[dict]:
 RULE_OF_PHASE = {"evaluate": "evaluate_task"}
 
 
-def report(workdir: Path, shape: dict, first: dict, second: dict, out: Path) -> str:
+def report(workdir: Path, shape: dict, first: dict, second: dict, logs: Path) -> str:
     profile = yaml.safe_load((workdir / PROFILE / "config.yaml").read_text())
     default_mem = profile["default-resources"]["mem_mb"]
     metrics = json.loads((workdir / "metrics/train.json").read_text())
     sft_log = (workdir / "logs/sft.log").read_text(errors="replace")
-    killed_log = (out.parent / "sft_killed.log").read_text(errors="replace")
+    killed_log = (logs / "sft_killed.log").read_text(errors="replace")
     ckpts = sorted((workdir / "models/sft/checkpoints").glob("checkpoint-*"))
     killed = first["killed"] or {}
     lines = [
@@ -133,7 +148,7 @@ def report(workdir: Path, shape: dict, first: dict, second: dict, out: Path) -> 
         f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by `bench/paper_shape.py`; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, no GPU.",
-        f"Config: `{' + '.join(OVERLAYS)}` with `--workflow-profile {PROFILE}` (`gpu: 0` overridden).",
+        f"Config: `{' + '.join(OVERLAYS)}` with `--workflow-profile {CPU_PROFILE}` ({PROFILE}, `gpu: 0`).",
         "",
         "## The model",
         f"- `scripts/gemma2_shape.py`: {shape['info']['parameters']:,} parameters (the formula of "
@@ -198,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     copy_checkout(workdir)
+    write_cpu_profile(workdir)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "PYTHONPATH": str(workdir / "src")}
     logs = args.out.parent / "paper_shape_logs"
@@ -217,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = subprocess.run(snakemake_cmd(["--rerun-incomplete"]), cwd=workdir, env=env, stdout=f,
                             stderr=subprocess.STDOUT).returncode
     second = {"exit": rc, "wall_s": time.perf_counter() - t0}
-    text = report(workdir, shape, first, second, args.out)
+    text = report(workdir, shape, first, second, logs)
     args.out.write_text(text)
     (logs / "run.json").write_text(json.dumps({"first": first, "second": second}, indent=2))
     print(text)

@@ -9,13 +9,23 @@ PLAN_BEGIN and PLAN_END markers: per-GPU memory and time of the paper's training
 atlas_forge.modeling.gemma2_configs.render_plan (the GPU formula; the host formula is mem_mb below).
 
 Memory is host RAM (SLURM --mem), in MB, for bf16 weights W = parameters x 2 bytes
-(2B: 5.2 GB, 9B: 18.5 GB, 27B: 54.5 GB), rounded up to 8 GB:
-- base_model: 2 W + 8 GB. It loads the Hub checkpoint (one copy) and writes it as safetensors
-  (serialisation buffers: up to one more copy).
-- sft: (P + 1) W + 16 GB, P = training processes. Each process loads the full base weights on the host
-  before it moves them to its GPU (modeling/sft.py), and the merge after training loads the base
-  once more on the host (W); 16 GB for the mixture, tokenizer, dataloaders and CUDA context.
-- evaluate: W + 8 GB: one host copy while loading, then the model lives on the GPU.
+(2B: 5.2 GB, 9B: 18.5 GB, 27B: 54.5 GB), rounded up to 8 GB. Every job that reads a checkpoint holds
+its pages (safetensors is memory-mapped: W resident while it is read) besides what it builds from them.
+Checked by the 2B run at shape on CPU (bench/results/paper_shape_2b.md), with a 20 % margin:
+- base_model: 2 W + 8 GB: the checkpoint's pages and the loaded copy (safetensors 0.8 writes from the
+  tensors' memory, no serialisation copy). Measured 5.7 GB for 2B against its 24 GB.
+- sft: 2 W + 12 L + 16 GB, L = LoRA parameters (gemma2_configs.lora_param_count, the paper's r 256 on
+  seven modules). The base's pages and one host copy: under FSDP only rank 0 reads the weights
+  (modeling/distributed.py load_base), the other ranks start on the meta device, so the process count
+  does not multiply W. 12 L: rank 0 gathers the fp32 adapter and its two AdamW moments for each
+  checkpoint. The merge after training streams one <= 5 GB shard (modeling/merge.py) once the trained
+  model is released, within the headroom; 16 GB for the mixture, tokenizer, dataloaders and CUDA
+  context. A CPU run (gpu 0) holds everything here: 2B measured 14 GB (bf16 weights, LoRA states,
+  activations) against 32 GB. (Until issue 23 this was (P + 1) W + 16 GB: P copies that FSDP no longer
+  makes, and a merge that rebuilt the model.)
+- evaluate: 2 W + 8 GB: the checkpoint's pages and one host copy (on a GPU the copy moves to the GPU).
+  A CPU run computes in fp32, 2 W, beside the pages: 2B measured 16.2 GB, which the former W + 8 GB
+  (16 GB) did not cover.
 GPUs: sft takes P GPUs (1 for 2B/9B, the accelerate config's num_processes for 27B), evaluate 1,
 base_model none (it only fetches and saves). Runtimes are ours, in minutes, scaled with size.
 The data phases keep the default profile's sizes (profiles/default/config.yaml).
@@ -33,7 +43,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from atlas_forge.modeling.gemma2_configs import GEMMA2, render_plan, weight_bytes  # noqa: E402
+from atlas_forge.modeling.gemma2_configs import (  # noqa: E402
+    GEMMA2,
+    lora_param_count,
+    render_plan,
+    weight_bytes,
+)
 
 GB = 10**9
 THREADS = 8  # ours: host threads for tokenisation and data loading beside the GPU work
@@ -67,9 +82,17 @@ def processes(size: str, root: Path = ROOT) -> int:
     return int(yaml.safe_load((root / FSDP_CONFIG).read_text())["num_processes"])
 
 
-def mem_mb(copies: int, headroom_gb: int, size: str) -> int:
-    need = copies * weight_bytes(GEMMA2[size], "bfloat16") + headroom_gb * GB
+PAPER_LORA_R = 256  # configs/paper-gemma2-*.yaml: sft.lora.r (§7)
+
+
+def mem_mb(copies: int, headroom_gb: int, size: str, extra_bytes: int = 0) -> int:
+    need = copies * weight_bytes(GEMMA2[size], "bfloat16") + extra_bytes + headroom_gb * GB
     return math.ceil(need / (8 * GB)) * 8000
+
+
+def lora_checkpoint_bytes(size: str) -> int:
+    """fp32 adapter + AdamW's two fp32 moments: what rank 0 gathers to write a checkpoint."""
+    return 12 * lora_param_count(GEMMA2[size], PAPER_LORA_R)
 
 
 def profile(size: str, root: Path = ROOT) -> dict:
@@ -78,9 +101,9 @@ def profile(size: str, root: Path = ROOT) -> dict:
     base_rt, sft_rt, eval_rt = RUNTIME[size]
     resources = {k: dict(v) for k, v in default["set-resources"].items()}
     resources["base_model"] = {"mem_mb": mem_mb(2, 8, size), "runtime": base_rt, "gpu": 0}
-    resources["sft"] = {"mem_mb": mem_mb(p + 1, 16, size), "runtime": sft_rt, "gpu": p,
-                        "launcher": LAUNCHERS[size]}
-    resources["evaluate_task"] = {"mem_mb": mem_mb(1, 8, size), "runtime": eval_rt, "gpu": 1}
+    resources["sft"] = {"mem_mb": mem_mb(2, 16, size, lora_checkpoint_bytes(size)), "runtime": sft_rt,
+                        "gpu": p, "launcher": LAUNCHERS[size]}
+    resources["evaluate_task"] = {"mem_mb": mem_mb(2, 8, size), "runtime": eval_rt, "gpu": 1}
     # a variant's jobs (rules/variants.smk) are the same jobs on other params: the same sizes
     for rule in ("base_model", "sft", "evaluate_task"):
         resources[VARIANT_RULE[rule]] = dict(resources[rule])

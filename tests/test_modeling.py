@@ -307,6 +307,9 @@ def test_sft_learns_and_writes_outputs(tiny_base, data, tmp_path, monkeypatch):
         return model
 
     monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(counted))
+    released = []
+    release = sft.release_training_state
+    monkeypatch.setattr(sft, "release_training_state", lambda trainer: released.append(release(trainer)))
     p = sft_paths(tmp_path)
     params = config.parse(sft.SftParams, SFT, "sft")
     m = sft.run(params, str(tiny_base), data["train"], data["test"], p["adapter"], p["merged"], p["card"],
@@ -314,6 +317,7 @@ def test_sft_learns_and_writes_outputs(tiny_base, data, tmp_path, monkeypatch):
     monkeypatch.undo()
     # the job builds its model once: the merge streams the base's shards instead of building it again
     assert loads == [str(tiny_base)]
+    assert released == [True]  # the trained model is freed before the merge reads the base
     # training and held-out losses come from TRL's chunked LM head: the (batch, length, vocabulary)
     # logits, 8 GB per micro-batch at the paper's batch 4 x 2048 x 256,000 in fp32, are never built
     assert head_outputs == []

@@ -26,6 +26,7 @@ from atlas_forge.phase import PATH, PATHS, Phase
 
 log = logging.getLogger(__name__)
 PHASE = "base_model"
+SHARD_SIZE = "5GB"
 
 
 @dataclass(frozen=True)
@@ -211,8 +212,10 @@ def _tokenizer_info(tokenizer_dir: str | Path) -> dict[str, Any]:
 
 def _save_with_tokenizer(model, tokenizer_dir: str | Path, tmp: Path) -> None:
     """The model's weights and the tokenizer folder's own files, copied as they are (the tokenizer
-    phase wrote them): every phase reads the same tokenizer bytes."""
-    model.save_pretrained(tmp)
+    phase wrote them): every phase reads the same tokenizer bytes. Shards of at most 5 GB, as the Hub
+    ships Gemma 2 (transformers 5's default is 50 GB): sft's merge streams one shard at a time
+    (modeling/merge.py), so the shard size bounds its memory. The tiny default stays one file."""
+    model.save_pretrained(tmp, max_shard_size=SHARD_SIZE)
     for f in tokenizer_files(tokenizer_dir):
         shutil.copyfile(f, tmp / f.name)
 
