@@ -80,8 +80,8 @@ def write_cpu_profile(workdir: Path) -> None:
         + yaml.safe_dump(profile, sort_keys=False))
 
 
-def snakemake_cmd(extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--cores", "2", "--workflow-profile", CPU_PROFILE,
+def snakemake_cmd(extra: list[str], profile: str = CPU_PROFILE) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--cores", "all", "--workflow-profile", profile,
             "--configfile", *OVERLAYS, *extra]
 
 
@@ -90,12 +90,13 @@ def sft_pid() -> int | None:
     return int(out[0]) if out else None
 
 
-def run_with_kill(workdir: Path, env: dict, log: Path) -> dict:
+def run_with_kill(workdir: Path, env: dict, log: Path, profile: str) -> dict:
     """Snakemake until sft's first complete checkpoint, then SIGKILL the sft process."""
     ckpt = workdir / "models/sft/checkpoints"
     t0 = time.perf_counter()
     with log.open("w") as f:
-        proc = subprocess.Popen(snakemake_cmd([]), cwd=workdir, env=env, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(snakemake_cmd([], profile), cwd=workdir, env=env, stdout=f,
+                                stderr=subprocess.STDOUT)
         killed = None
         while proc.poll() is None:
             done = [d for d in ckpt.glob("checkpoint-*") if (d / "trainer_state.json").exists()]
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, required=True, help="a scratch folder for the build (~35 GB)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/paper_shape_2b.md")
-    ap.add_argument("--keep", action="store_true", help="reuse the workdir's built artifacts")
+    ap.add_argument("--gpu", action="store_true",
+                    help=f"on a GPU machine: {PROFILE} as it is (sft and evaluate on the GPU)")
     args = ap.parse_args(argv)
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -227,10 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         (workdir / "shape_run.json").write_text(json.dumps({"wall_s": wall, "peak_mb": peak * 1e3}))
     shape_run = json.loads((workdir / "shape_run.json").read_text())
     shape = {"info": json.loads(info_path.read_text()), **shape_run}
-    first = run_with_kill(workdir, env, logs / "snakemake_1.log")
+    profile = PROFILE if args.gpu else CPU_PROFILE
+    first = run_with_kill(workdir, env, logs / "snakemake_1.log", profile)
     t0 = time.perf_counter()
     with (logs / "snakemake_2.log").open("w") as f:
-        rc = subprocess.run(snakemake_cmd(["--rerun-incomplete"]), cwd=workdir, env=env, stdout=f,
+        rc = subprocess.run(snakemake_cmd(["--rerun-incomplete"], profile), cwd=workdir, env=env, stdout=f,
                             stderr=subprocess.STDOUT).returncode
     second = {"exit": rc, "wall_s": time.perf_counter() - t0}
     text = report(workdir, shape, first, second, logs)
