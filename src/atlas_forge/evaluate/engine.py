@@ -46,7 +46,8 @@ _PROCESSOR_DEFAULTS = {
     "repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
     "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "forced_bos_token_id": (None,),
     "forced_eos_token_id": (None,), "min_length": (None, 0), "min_new_tokens": (None, 0),
-    "sequence_bias": (None,), "encoder_repetition_penalty": (None, 1.0), "exponential_decay_length_penalty": (None,),
+    "sequence_bias": (None,), "encoder_repetition_penalty": (None, 1.0),
+    "exponential_decay_length_penalty": (None,),
 }
 
 
