@@ -1,6 +1,7 @@
-"""The LM interface the tasks call: generation over a Hugging Face causal LM, as lm-eval's HF backend
-does it (`generate_until`); log-likelihoods are loglik.LoglikScorer (`loglikelihood`). The families
-(families.py) and the judge (judge.py) both call these, never the model directly.
+"""The LM interface the tasks call: generation over a Hugging Face causal LM with lm-eval's HF
+backend's outputs (`generate_until`; greedy decoding runs on engine.py, sampling on model.generate);
+log-likelihoods are loglik.LoglikScorer (`loglikelihood`). The families (families.py) and the judge
+(judge.py) both call these, never the model directly.
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ def generate(
     `until` string settles their text), whose outputs are the padded path's item for item. The prompts,
     sorted longest first, go in chunks of ENGINE_CHUNK_BATCHES * batch_size; each chunk is one engine run
     and one resumable unit (resume.cached). A model the engine does not support (another architecture,
-    non-eager attention, logits processors in its generation_config) takes the padded path.
+    non-eager attention, logits processors in its generation_config) takes the padded path. One
+    difference by design: a sequence longer than Gemma 2's sliding window sees, at any batch size, the
+    window a batch of one sees (lm-eval at batch size 1); HF's left-padded batches count the padding
+    inside the window, so the padded path's output there can depend on the batch.
 
     `sampling` ({seed, temperature, top_p, top_k}; None values: the model's generation_config) samples
     instead, always on the padded path (generate_padded: model.generate per batch), as the paper decodes
