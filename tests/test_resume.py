@@ -124,7 +124,7 @@ def eval_inputs(tmp_path_factory):
 
 
 TASKS = {
-    # generation: 80 documents (both DODa directions), 40 batches of 2
+    # generation: 80 documents (both DODa directions), 20 engine chunks of 4 (2 batches of 2 each)
     "generation": ({"name": "tr", "family": "darija_translation", "sources": ["pairs"], "max_new_tokens": 24},
                    "pairs.parquet"),
     # log-likelihood: 300 questions x 4 choices

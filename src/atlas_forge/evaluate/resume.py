@@ -7,8 +7,9 @@ outputs are written (evaluate.run_cli).
 
 Why batches, not items: a batch's numbers depend on what it is batched with (padding, kernel
 shapes), so the rerun must form exactly the batches the uninterrupted run forms. The batching code
-runs unchanged and asks `cached()` for each batch; a batch is found by a hash of its exact input
-(token ids and decoding settings, and the model it runs on). The outputs are then identical to an
+runs unchanged and asks `cached()` for each batch (greedy generation: each engine chunk,
+lm.generate); a batch is found by a hash of its exact input (token ids and decoding settings, and the
+model it runs on). The outputs are then identical to an
 uninterrupted run's.
 
 The file's first line is the run's fingerprint (task config, model and data hashes, the local
