@@ -157,7 +157,7 @@ def report(workdir: Path, shape: dict, first: dict, second: dict, logs: Path) ->
         f"{shape['info']['vocab_size']:,}, {shape['info']['dtype']} shards {shape['info']['shards']} "
         f"= {gb(shape['info']['bytes'])} GB; written in {shape['wall_s']:.0f} s, peak RSS "
         f"{shape['peak_mb'] / 1e3:.2f} GB.",
-        f"- sft: LoRA r {metrics.get('trainable_parameters', 0):,} trainable parameters, "
+        f"- sft: LoRA r 256, {metrics.get('trainable_parameters', 0):,} trainable parameters, "
         f"{metrics['steps']} steps, held-out loss {metrics['eval_loss_base']:.4f} -> "
         f"{metrics['eval_loss_sft']:.4f}, {metrics['tokens_per_s']} tokens/s, device {metrics['device']}.",
         "",
@@ -169,7 +169,9 @@ def report(workdir: Path, shape: dict, first: dict, second: dict, logs: Path) ->
         "| job (log) | wall s | peak RSS GB | request GB | peak x 1.2 fits |",
         "|---|---:|---:|---:|---|",
     ]
-    for r in job_rows(workdir):
+    # the model phases first: the data phases' rows only show they stay within the default sizes
+    model_phases = ("base_model", "sft", "evaluate")
+    for r in sorted(job_rows(workdir), key=lambda r: (r["phase"] not in model_phases, r["log"])):
         rule = RULE_OF_PHASE.get(r["phase"], r["phase"])
         req = profile["set-resources"].get(rule, {}).get("mem_mb", default_mem)
         ok = r["peak_mb"] * (1 + MARGIN) <= req
@@ -209,13 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, required=True, help="a scratch folder for the build (~35 GB)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/paper_shape_2b.md")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite --out from the workdir's finished run (its logs and run.json), run nothing")
     ap.add_argument("--gpu", action="store_true",
                     help=f"on a GPU machine: {PROFILE} as it is (sft and evaluate on the GPU)")
     args = ap.parse_args(argv)
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    copy_checkout(workdir)
-    write_cpu_profile(workdir)
+    if not args.report_only:
+        copy_checkout(workdir)
+        write_cpu_profile(workdir)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "PYTHONPATH": str(workdir / "src")}
     logs = args.out.parent / "paper_shape_logs"
@@ -229,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         (workdir / "shape_run.json").write_text(json.dumps({"wall_s": wall, "peak_mb": peak * 1e3}))
     shape_run = json.loads((workdir / "shape_run.json").read_text())
     shape = {"info": json.loads(info_path.read_text()), **shape_run}
+    if args.report_only:
+        runs = json.loads((logs / "run.json").read_text())
+        args.out.write_text(report(workdir, shape, runs["first"], runs["second"], logs))
+        return 0
     profile = PROFILE if args.gpu else CPU_PROFILE
     first = run_with_kill(workdir, env, logs / "snakemake_1.log", profile)
     t0 = time.perf_counter()
