@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from atlas_forge import __version__, config, io
 from atlas_forge.evaluate.lm import load_model, resolve_device  # noqa: F401 (its API)
@@ -36,8 +36,13 @@ def evaluate(
     dtype: str = "auto",
     work: str | Path | None = None,
     answers: str | Path | None = None,
+    backend: str = "hf",
+    generator=None,
 ):
     """Score a task; returns (result dict, samples). `model`/`tokenizer` may be passed preloaded.
+    `backend` (evaluate.backend): hf, or vllm: greedy generation on vLLM (evaluate/vllm_backend.py,
+    loaded here unless `generator` is passed preloaded), log-likelihoods still on the HF model, which is
+    loaded as well.
     `work`: a file that keeps each finished batch, so a rerun after a crash computes only the rest
     (evaluate/resume.py); it is removed when the task is done. `answers`: a judged task's baseline answers
     (results/answers/<task>.jsonl, the answers phase)."""
@@ -59,6 +64,10 @@ def evaluate(
         raise ValueError(f"task {cfg.name}: fewshot_sources {cfg.fewshot_sources} but no --fewshot-data")
     if model is None:
         model, tokenizer = load_model(model_dir, device, dtype, add_bos=cfg.add_bos)
+    if backend == "vllm" and generator is None:
+        from atlas_forge.evaluate import vllm_backend
+
+        generator = vllm_backend.load(model_dir, dtype=dtype, device=device)
     model_sha = model_sha256(model_dir) if model_dir else None
     data_sha = sha256_files([*data, *(fewshot_data or []), *([answers] if answers else [])])
     judge = task.get("judge") or {}
@@ -67,17 +76,20 @@ def evaluate(
         "judge_sha256": model_sha256(judge["model"]) if judge.get("backend") == "local" and judge.get("model")
         else None,
         "device": str(next(model.parameters()).device), "dtype": str(next(model.parameters()).dtype),
+        **({"backend": backend} if backend != "hf" else {}),  # an hf run keeps the key it had before
     }
     t0 = time.perf_counter()
     with resume.keep_work(work, fingerprint):
         scores, samples, settings = run(
-            cfg, model, tokenizer, df, fewshot_df, batch_size, model_dir=model_dir, answers=answers
+            cfg, model, tokenizer, df, fewshot_df, batch_size, model_dir=model_dir, answers=answers,
+            backend=generator,
         )
     elapsed = time.perf_counter() - t0
     settings = {
         "batch_size": batch_size,
         "device": str(next(model.parameters()).device),
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        **({"backend": backend} if backend != "hf" else {}),
         **settings,
     }
     result = {
@@ -111,10 +123,12 @@ def _tasks(params) -> list[dict]:
 
 @dataclass(frozen=True)
 class EvaluateJob:
-    """One job's view of the evaluate section: its task's entry and the batch size."""
+    """One job's view of the evaluate section: its task's entry, the batch size and the generation
+    backend (hf; vllm: optional, GPU only, greedy only, evaluate/vllm_backend.py)."""
 
     task: dict[str, Any]
     batch_size: int = 8
+    backend: Literal["hf", "vllm"] = "hf"
 
     def validate(self, section: str) -> None:
         from atlas_forge.evaluate.task_config import TaskConfig
@@ -122,15 +136,19 @@ class EvaluateJob:
         if self.batch_size < 1:
             raise config.ConfigError(f"{section}.batch_size: must be >= 1")
         try:
-            config.parse(TaskConfig, dict(self.task), f"{section}.tasks[{self.task.get('name', '?')}]")
+            cfg = config.parse(TaskConfig, dict(self.task), f"{section}.tasks[{self.task.get('name', '?')}]")
         except ValueError as e:
             raise config.ConfigError(str(e)) from None
+        if self.backend == "vllm" and cfg.family == "judge" and cfg.decoding.sample:
+            raise config.ConfigError(
+                f"{section}.backend: vllm decodes greedily only, and task {cfg.name} samples its answers "
+                f"({section}.tasks[{cfg.name}].decoding.sample: true); use {section}.backend: hf")
 
 
 def _view(params, task: str, **_) -> dict:
     sec = params["evaluate"]
     return {"task": by_id(_tasks(params), task, "name"),
-            **({"batch_size": sec["batch_size"]} if "batch_size" in sec else {})}
+            **{k: sec[k] for k in ("batch_size", "backend") if k in sec}}
 
 
 CONTRACT = Phase(
@@ -161,7 +179,7 @@ def run_cli(args, job) -> None:
         job.config.task, args.model, args.model_name, args.data, batch_size=job.config.batch_size,
         threads=args.threads,
         fewshot_data=args.fewshot_data, device=args.device, dtype=args.dtype, work=work,
-        answers=args.answers[0] if args.answers else None,
+        answers=args.answers[0] if args.answers else None, backend=job.config.backend,
     )
     io.write_jsonl(samples, args.samples)
     io.write_json(result, args.out)

@@ -283,14 +283,17 @@ def copy_source_baselines(cfg: TaskConfig, docs: list[Doc], refs: list[str]) -> 
     return out
 
 
-def run_generation(cfg: TaskConfig, model, tokenizer, docs: list[Doc], batch_size: int):
+def run_generation(cfg: TaskConfig, model, tokenizer, docs: list[Doc], batch_size: int, backend=None):
+    """`backend`: the generation backend, called as lm.generate (default lm.generate; evaluate.backend:
+    vllm passes vllm_backend.VLLMGenerator)."""
     fam = cfg.spec
     texts = [fam.text(d.doc) for d in docs]
     if cfg.use_chat_template:
         prompts = [encode_chat(tokenizer, t) for t in texts]
     else:
         prompts = [encode_prompt(tokenizer, t) for t in texts]
-    gens = generate(model, tokenizer, prompts, cfg.new_tokens, batch_size, desc=cfg.name, until=fam.until)
+    gens = (backend or generate)(model, tokenizer, prompts, cfg.new_tokens, batch_size, desc=cfg.name,
+                                 until=fam.until)
     refs = [str(fam.target(d.doc)) for d in docs]
     scores = _generation_scores(cfg, gens, refs)
     # per source and per direction, as the harness's per-split / per-direction tasks
@@ -347,8 +350,10 @@ def run_task(
     fewshot_df: pl.DataFrame | None,
     batch_size: int,
     model_dir=None,
+    backend=None,
 ):
-    """(scores, samples, settings) for one task on one model."""
+    """(scores, samples, settings) for one task on one model; `backend`: the generation backend, called
+    as lm.generate (default lm.generate); log-likelihood tasks always score on `model`."""
     rows, settings = task_rows(cfg, df)
     if cfg.family == "judge":
         # a task of its own module (judge.py), registered in evaluate/tasks.py: not run from here
@@ -368,7 +373,7 @@ def run_task(
             )
         scores, samples, extra = run_multiple_choice(cfg, scorer, docs, pool)
     else:
-        scores, samples, extra = run_generation(cfg, model, tokenizer, docs, batch_size)
+        scores, samples, extra = run_generation(cfg, model, tokenizer, docs, batch_size, backend)
     missing = [m for m in metric_keys(cfg) if m not in scores]
     if missing:  # what the report and the Table 2 column map (tests/test_table2_columns.py) rely on
         raise RuntimeError(f"task {cfg.name}: scores lack {missing} (metric_keys and the scoring disagree)")

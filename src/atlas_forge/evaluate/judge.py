@@ -390,9 +390,12 @@ def score_pairs(items: list[dict], verdicts: list[dict], opponent: str = "refere
     return scores, samples
 
 
-def run_judge(cfg, model, tokenizer, rows: list[dict], batch_size: int, model_dir=None, answers=None):
+def run_judge(cfg, model, tokenizer, rows: list[dict], batch_size: int, model_dir=None, answers=None,
+              backend=None):
     """The judge family of families.run_task: `cfg` is its TaskConfig, `rows` the bench rows in order,
-    `answers` the baseline's answers file (answers phase) when the opponent is a baseline."""
+    `answers` the baseline's answers file (answers phase) when the opponent is a baseline; `backend`:
+    what generates the model's answers, called as lm.generate (default lm.generate). A local judge's
+    verdicts are log-likelihoods on the HF model whatever the backend."""
     from atlas_forge.evaluate.lm import encode_chat, generate
 
     if not rows:
@@ -409,8 +412,8 @@ def run_judge(cfg, model, tokenizer, rows: list[dict], batch_size: int, model_di
             it["opponent_text"] = it["reference"]
     prompts = [encode_chat(tokenizer, it["prompt"]) for it in items]
     until = tuple(benchmarks.DARIJABENCH_UNTIL) if cfg.judged == "summarization" else ()
-    gens = generate(model, tokenizer, prompts, cfg.new_tokens, batch_size, desc=cfg.name, until=until,
-                    sampling=cfg.decoding.sampling())
+    gens = (backend or generate)(model, tokenizer, prompts, cfg.new_tokens, batch_size, desc=cfg.name,
+                                 until=until, sampling=cfg.decoding.sampling())
     for it, g in zip(items, gens, strict=True):
         it["generation"] = g
     judge = make_judge(cfg.judge, batch_size, model_dir, model, tokenizer)
