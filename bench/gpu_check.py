@@ -24,6 +24,13 @@ log-probability of each ending) scored by the project's scorer (evaluate/loglik.
 evaluate phase runs) and by lm-eval 0.4.13's HFLM on the same model object, items and batch size;
 items/s for both, and the largest score difference between them (they compute the same numbers).
 Tokenizer: a byte-level BPE trained here on synthetic text (ids stay below the model's vocabulary).
+
+vLLM greedy parity (`--only vllm-parity`, run by gpu_check.sh after the check above, only where vllm is
+importable; else skipped with a note): the endings set's contexts, greedy, through lm.generate (the HF
+engine, what `evaluate.backend: hf` runs) and through evaluate/vllm_backend.py (`evaluate.backend:
+vllm`) on the same randomly initialised model saved to a temporary directory; identical/total outputs
+and items/s of each -> gpu_check_vllm.json. A random model's logits are nearly flat, so bf16 kernel
+differences can flip a greedy choice: the first differing item is recorded to tell that from a bug.
 """
 
 from __future__ import annotations
@@ -51,13 +58,15 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 SHAPES = {
     # paper settings (§7) on the published 2B architecture
     "gemma2-2b": {"model": "2b", "seq": 2048, "batch": 4, "lora_r": 256, "lora_alpha": 128,
-                  "eval_items": 200, "eval_batch": 32, "ctx_words": 120, "ending_words": 24},
+                  "eval_items": 200, "eval_batch": 32, "ctx_words": 120, "ending_words": 24,
+                  "gen_tokens": 64},
     # the same code paths in seconds on a CPU
     "tiny": {"model": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
                        "sliding_window": 64, "max_position_embeddings": 256, "vocab_size": 1024},
              "seq": 64, "batch": 2, "lora_r": 8, "lora_alpha": 16,
-             "eval_items": 8, "eval_batch": 4, "ctx_words": 20, "ending_words": 6},
+             "eval_items": 8, "eval_batch": 4, "ctx_words": 20, "ending_words": 6,
+             "gen_tokens": 8},
 }
 
 SYLLABLES = ["ka", "la", "ma", "sh", "di", "ra", "wa", "ba", "ha", "fi", "kh", "ou", "ne", "ta", "zi", "gh"]
@@ -254,6 +263,66 @@ def bench_eval(shape: dict, device, with_lm_eval: bool) -> dict:
     return out
 
 
+def bench_vllm_parity(shape: dict, device) -> dict:
+    """Greedy outputs of the HF engine (lm.generate) and the vLLM backend on the same prompts."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        note = f"vllm not importable ({exc}): the vLLM greedy-parity step is skipped"
+        print(f"gpu_check: {note}")
+        return {"skipped": note}
+    import torch
+
+    from atlas_forge.evaluate import lm, vllm_backend
+
+    cuda = device.type == "cuda"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    model, spec = build_model(shape, device, dtype)
+    model.eval()
+    tok = build_tokenizer(spec["vocab_size"])
+    prompts = [lm.encode_prompt(tok, ctx) for ctx, _ in endings_set(shape["eval_items"], shape["ctx_words"],
+                                                                   shape["ending_words"])]
+    new_tokens, bs = shape.get("gen_tokens", 32), shape["eval_batch"]
+    out: dict = {"items": len(prompts), "max_new_tokens": new_tokens, "batch_size": bs,
+                 "dtype": str(dtype).replace("torch.", "")}
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    lm.generate(model, tok, prompts[: max(1, bs)], new_tokens, bs)  # warm-up
+    sync()
+    start = time.perf_counter()
+    hf = lm.generate(model, tok, prompts, new_tokens, bs)
+    sync()
+    hf_s = time.perf_counter() - start
+    out["hf"] = {"seconds": round(hf_s, 3), "items_per_s": round(len(prompts) / hf_s, 2)}
+    with tempfile.TemporaryDirectory() as d:
+        model.save_pretrained(d)
+        tok.save_pretrained(d)
+        try:
+            gen = vllm_backend.load(d, dtype=out["dtype"], device=device.type)
+            gen(model, tok, prompts[: max(1, bs)], new_tokens, bs)  # warm-up
+            start = time.perf_counter()
+            theirs = gen(model, tok, prompts, new_tokens, bs)
+            v_s = time.perf_counter() - start
+        except Exception as exc:  # a failed vLLM step is a finding, not a crash of the whole check
+            out["vllm"] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            return out
+    p = gen.last_params
+    out["vllm"] = {"seconds": round(v_s, 3), "items_per_s": round(len(prompts) / v_s, 2),
+                   "version": getattr(vllm, "__version__", None),
+                   "sampling_params": {"temperature": p.temperature, "max_tokens": p.max_tokens,
+                                       "stop_token_ids": list(p.stop_token_ids)}}
+    same = [a == b for a, b in zip(hf, theirs, strict=True)]
+    out["identical"], out["total"] = sum(same), len(same)
+    if not all(same):
+        k = same.index(False)
+        out["first_difference"] = {"item": k, "hf": hf[k][:300], "vllm": theirs[k][:300]}
+    out["speedup_vllm_vs_hf"] = round(hf_s / v_s, 2)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", choices=sorted(SHAPES), default="gemma2-2b")
@@ -264,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="the GPU's bf16 dense peak, if not an H100/H200/A100")
     ap.add_argument("--no-lm-eval", action="store_true")
+    ap.add_argument("--only", choices=["all", "vllm-parity"], default="all",
+                    help="vllm-parity: only the vLLM greedy-parity step (skipped when vllm is absent)")
     args = ap.parse_args(argv)
 
     import torch
@@ -289,10 +360,13 @@ def main(argv: list[str] | None = None) -> int:
         # the figures of a CPU run are no GPU figures: the run proves the code paths, not the speed
         report["note"] = "CPU run: code paths only; GPU figures need a CUDA device"
     start = time.perf_counter()
-    report["train"] = bench_train(shape, device, args.train_steps, args.train_seconds, peak)
-    report["eval"] = bench_eval(shape, device, with_lm_eval=not args.no_lm_eval)
+    if args.only == "vllm-parity":
+        report["vllm_parity"] = bench_vllm_parity(shape, device)
+    else:
+        report["train"] = bench_train(shape, device, args.train_steps, args.train_seconds, peak)
+        report["eval"] = bench_eval(shape, device, with_lm_eval=not args.no_lm_eval)
     report["seconds"] = round(time.perf_counter() - start, 1)
-    if device.type == "cuda":
+    if device.type == "cuda" and args.only == "all":
         mfu, speed = report["train"]["mfu"], report["eval"].get("speedup_vs_lm_eval")
         report["meets_targets"] = {
             "mfu": None if mfu is None else mfu >= TARGETS["mfu"],
