@@ -20,6 +20,7 @@ def test_gpu_check_runs_on_cpu(tmp_path):
                          capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "GPU parts skipped" in run.stdout
+    assert "vLLM greedy-parity step needs a GPU and vllm: skipped" in run.stdout  # evaluate.backend: vllm
     report = json.loads(Path(tmp_path / "gpu_check_cpu.json").read_text())
     assert report["device"] == "cpu" and report["shape"] == "tiny"
     train, ev = report["train"], report["eval"]
