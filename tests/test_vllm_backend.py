@@ -127,6 +127,8 @@ def test_view_passes_backend_only_when_set():
 
     params = {"evaluate": {"batch_size": 4, "tasks": [{"name": "gen"}]}}
     assert "backend" not in CONTRACT.params(params, task="gen")["evaluate"]  # existing builds: unchanged
+    params["evaluate"]["backend"] = "hf"
+    assert "backend" not in CONTRACT.params(params, task="gen")["evaluate"]
     params["evaluate"]["backend"] = "vllm"
     assert CONTRACT.params(params, task="gen")["evaluate"]["backend"] == "vllm"
 

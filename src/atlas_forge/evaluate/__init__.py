@@ -148,7 +148,9 @@ class EvaluateJob:
 def _view(params, task: str, **_) -> dict:
     sec = params["evaluate"]
     return {"task": by_id(_tasks(params), task, "name"),
-            **{k: sec[k] for k in ("batch_size", "backend") if k in sec}}
+            **({"batch_size": sec["batch_size"]} if "batch_size" in sec else {}),
+            # named only when not the default: adding the key reran no existing hf job
+            **({"backend": sec["backend"]} if sec.get("backend", "hf") != "hf" else {})}
 
 
 CONTRACT = Phase(
