@@ -64,6 +64,8 @@ def evaluate(
         raise ValueError(f"task {cfg.name}: fewshot_sources {cfg.fewshot_sources} but no --fewshot-data")
     if model is None:
         model, tokenizer = load_model(model_dir, device, dtype, add_bos=cfg.add_bos)
+    if backend not in ("hf", "vllm"):
+        raise config.ConfigError(f"evaluate.backend: {backend!r} is not one of 'hf', 'vllm'")
     if backend == "vllm" and generator is None:
         from atlas_forge.evaluate import vllm_backend
 
